@@ -1,0 +1,196 @@
+"""The augmentation spec: the contract between every client and the server.
+
+A spec is an ordered list of ops (reflect, rotate, crop, shift), each applied with probability ``p``, and an
+output section (final size, encoding). It is validated here, in the light client package, so a caller learns
+about a bad spec before sending it, and the server imports the very same models so both sides agree.
+
+Sizes are always ``[height, width]``, like numpy shapes. Ranges are ``[min, max]`` with ``min <= max``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.functional_validators import AfterValidator
+
+SPEC_VERSION = 1
+
+Border = Literal["constant", "reflect", "replicate"]
+Interpolation = Literal["nearest", "linear", "cubic", "area", "lanczos"]
+Format = Literal["png", "jpeg", "webp", "npy"]
+Shape = tuple[int, int]
+
+
+def _ordered(value: tuple[float, float]) -> tuple[float, float]:
+    if value[0] > value[1]:
+        raise ValueError(f"min must be <= max, got [{value[0]}, {value[1]}]")
+    return value
+
+
+def _square_or_pair(value: object) -> object:
+    return (value, value) if isinstance(value, int) else value
+
+
+Range = Annotated[tuple[float, float], AfterValidator(_ordered)]
+Size = Annotated[
+    tuple[Annotated[int, Field(gt=0, le=16384)], Annotated[int, Field(gt=0, le=16384)]],
+    Field(description="[height, width] in pixels; a single integer means a square"),
+]
+Fill = Annotated[int, Field(ge=0, le=255)] | tuple[
+    Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Op(_Model):
+    p: float = Field(1.0, ge=0.0, le=1.0, description="probability that this op is applied to a variant")
+
+
+class _Bordered(_Op):
+    border: Border = Field("constant", description="how pixels that come from outside the image are filled")
+    fill: Fill = Field(0, description="fill value for border=constant: one grey level or [r, g, b]")
+
+
+class Reflect(_Op):
+    """Mirror the image; each enabled axis is flipped independently with probability ``p``."""
+
+    op: Literal["reflect"] = "reflect"
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    horizontal: bool = Field(True, description="left-right mirror (reverses columns)")
+    vertical: bool = Field(False, description="top-bottom mirror (reverses rows)")
+
+    @model_validator(mode="after")
+    def _some_axis(self) -> Reflect:
+        if not (self.horizontal or self.vertical):
+            raise ValueError("enable horizontal, vertical or both")
+        return self
+
+
+class Rotate(_Bordered):
+    """Rotate about the centre by an angle drawn from ``angle``, or by one of ``right_angles``.
+
+    A range rotation keeps the image shape (corners are filled per ``border``); a right-angle rotation is
+    lossless and swaps height and width for 90 and 270.
+    """
+
+    op: Literal["rotate"] = "rotate"
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    angle: Range = Field((-15.0, 15.0), description="[min, max] degrees, counter-clockwise positive")
+    right_angles: list[Literal[90, 180, 270]] | None = Field(
+        None, min_length=1, description="rotate by one of these instead of a range (lossless)"
+    )
+    interpolation: Interpolation = "linear"
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Rotate:
+        if self.right_angles is not None and "angle" in self.model_fields_set:
+            raise ValueError("give either angle (a range) or right_angles, not both")
+        if not -360.0 <= self.angle[0] <= self.angle[1] <= 360.0:
+            raise ValueError("angle must lie within [-360, 360]")
+        return self
+
+
+class Crop(_Bordered):
+    """Cut a window out of the image.
+
+    ``random``: a window of ``size`` at a random position; ``center``: the centred window; ``random_resized``:
+    a window covering a random ``scale`` of the area with a random aspect ``ratio``, resized to ``size``.
+    When the image is smaller than ``size`` (random and center), ``if_smaller`` says what happens: ``pad``
+    pads it symmetrically per ``border``/``fill`` before cropping; ``error`` refuses the request with 422.
+    """
+
+    op: Literal["crop"] = "crop"
+    mode: Literal["random", "center", "random_resized"] = "random"
+    size: Annotated[Size, Field(description="[height, width] of the crop")]
+    scale: Range = Field((0.08, 1.0), description="random_resized: [min, max] fraction of the area")
+    ratio: Range = Field((3 / 4, 4 / 3), description="random_resized: [min, max] aspect ratio width/height")
+    if_smaller: Literal["pad", "error"] = "pad"
+    interpolation: Interpolation = "linear"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _square(cls, data: object) -> object:
+        if isinstance(data, dict) and "size" in data:
+            data = {**data, "size": _square_or_pair(data["size"])}
+        return data
+
+    @model_validator(mode="after")
+    def _sane_ranges(self) -> Crop:
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ValueError("scale must lie within (0, 1]")
+        if not 0.0 < self.ratio[0]:
+            raise ValueError("ratio must be > 0")
+        return self
+
+
+class Shift(_Bordered):
+    """Translate the content; ``x`` and ``y`` are ranges in fractions of width/height, or pixels."""
+
+    op: Literal["shift"] = "shift"
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    x: Range = Field((-0.1, 0.1), description="[min, max] horizontal shift; positive moves content right")
+    y: Range = Field((-0.1, 0.1), description="[min, max] vertical shift; positive moves content down")
+    unit: Literal["fraction", "pixels"] = "fraction"
+    interpolation: Interpolation = "linear"
+
+    @model_validator(mode="after")
+    def _within_image(self) -> Shift:
+        if self.unit == "fraction" and not (-1 <= self.x[0] and self.x[1] <= 1 and -1 <= self.y[0] and self.y[1] <= 1):
+            raise ValueError("fractional shifts must lie within [-1, 1]")
+        return self
+
+
+Op = Annotated[Reflect | Rotate | Crop | Shift, Field(discriminator="op")]
+OPS: dict[str, type[_Op]] = {"reflect": Reflect, "rotate": Rotate, "crop": Crop, "shift": Shift}
+
+
+class Output(_Model):
+    """What every variant looks like on the way out."""
+
+    size: Size | None = Field(None, description="final [height, width]; makes every variant one shape")
+    interpolation: Interpolation = "linear"
+    format: Format = Field("png", description="png | jpeg | webp | npy (raw uint8 HxWx3)")
+    quality: int = Field(90, ge=1, le=100, description="jpeg and webp quality")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _square(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("size") is not None:
+            data = {**data, "size": _square_or_pair(data["size"])}
+        return data
+
+
+class Spec(_Model):
+    """An ordered list of ops and the output they produce."""
+
+    version: Literal[1] = SPEC_VERSION
+    ops: list[Op] = Field(default_factory=list, max_length=32)
+    output: Output = Field(default_factory=Output)
+
+    def shapes_for(self, height: int, width: int) -> set[Shape]:
+        """Every (height, width) a variant of an image of this size can have.
+
+        The server uses it to refuse, before any work, a batch that cannot have one shape.
+        """
+        shapes: set[Shape] = {(height, width)}
+        for op in self.ops:
+            shapes = {s for shape in shapes for s in _op_shapes(op, shape)}
+        if self.output.size is not None:
+            return {tuple(self.output.size)}
+        return shapes
+
+
+def _op_shapes(op: _Op, shape: Shape) -> set[Shape]:
+    """Shapes one op can produce from ``shape`` (the input survives when ``p`` < 1)."""
+    produced: set[Shape]
+    if isinstance(op, Crop):
+        produced = {tuple(op.size)}
+    elif isinstance(op, Rotate) and op.right_angles is not None:
+        produced = {shape[::-1] if angle in (90, 270) else shape for angle in op.right_angles}
+    else:
+        produced = {shape}
+    return produced | {shape} if op.p < 1.0 else produced

@@ -1,0 +1,53 @@
+"""Every knob of the service, in one place, read from ``AUGSERVE_*`` environment variables.
+
+Defaults are safe for a laptop and for a container: loopback only, bounded memory, bounded uploads.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1 << 20
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUGSERVE_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 only inside a container")
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    threads: int = Field(0, ge=0, le=256, description="augmentation threads per process; 0 = one per core")
+    log_level: str = "info"
+
+    data_dir: Path = Field(Path("data"), description="writable store for uploaded datasets (shared by replicas)")
+    data_root: Path | None = Field(None, description="read-only root for server-side folder datasets")
+
+    max_request_bytes: int = Field(256 * MiB, gt=0, description="bytes in one request body")
+    max_file_bytes: int = Field(64 * MiB, gt=0, description="bytes in one uploaded file")
+    max_pixels: int = Field(40_000_000, gt=0, description="pixels in one decoded image (decompression-bomb guard)")
+    max_images: int = Field(256, gt=0, description="images in one /v1/augment request")
+    max_variants: int = Field(64, gt=0, description="variants per image in one /v1/augment request")
+    max_batch_size: int = Field(1024, gt=0, description="samples in one streamed batch")
+    max_upload_files: int = Field(1000, gt=0, description="files in one dataset upload request")
+
+    cache_bytes: int = Field(1024 * MiB, ge=0, description="decoded-image cache per process")
+    inflight: int = Field(0, ge=0, le=256, description="work items computed ahead of the socket; 0 = 2 x threads")
+    flush_bytes: int = Field(1 * MiB, gt=0, description="coalesce stream writes up to this many bytes")
+
+    @model_validator(mode="after")
+    def _file_fits_request(self) -> Settings:
+        if self.max_file_bytes > self.max_request_bytes:
+            raise ValueError("max_file_bytes cannot exceed max_request_bytes")
+        return self
+
+    @property
+    def pool_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+    @property
+    def items_in_flight(self) -> int:
+        return self.inflight or 2 * self.pool_threads
