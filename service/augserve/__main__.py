@@ -6,9 +6,9 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import uvicorn  # noqa: E402
+import uvicorn
 
-from augserve.settings import Settings  # noqa: E402
+from augserve.settings import Settings
 
 
 def main() -> None:

@@ -114,8 +114,14 @@ class InternalServerError(ServerError):
 
 
 _IMAGE_CODES = {"empty_file", "not_an_image", "corrupt_image", "unsupported_format", "unsupported_mode"}
-_LIMIT_CODES = {"request_too_large", "file_too_large", "image_too_large", "too_many_images",
-                "too_many_variants", "batch_too_large"}
+_LIMIT_CODES = {
+    "request_too_large",
+    "file_too_large",
+    "image_too_large",
+    "too_many_images",
+    "too_many_variants",
+    "batch_too_large",
+}
 
 
 def error_class(status: int, code: str) -> type[ServerError]:

@@ -37,9 +37,12 @@ Size = Annotated[
     tuple[Annotated[int, Field(gt=0, le=16384)], Annotated[int, Field(gt=0, le=16384)]],
     Field(description="[height, width] in pixels; a single integer means a square"),
 ]
-Fill = Annotated[int, Field(ge=0, le=255)] | tuple[
-    Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]
-]
+Fill = (
+    Annotated[int, Field(ge=0, le=255)]
+    | tuple[
+        Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]
+    ]
+)
 
 
 class _Model(BaseModel):
@@ -122,7 +125,7 @@ class Crop(_Bordered):
     def _sane_ranges(self) -> Crop:
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
             raise ValueError("scale must lie within (0, 1]")
-        if not 0.0 < self.ratio[0]:
+        if not self.ratio[0] > 0.0:
             raise ValueError("ratio must be > 0")
         return self
 
@@ -139,7 +142,7 @@ class Shift(_Bordered):
 
     @model_validator(mode="after")
     def _within_image(self) -> Shift:
-        if self.unit == "fraction" and not (-1 <= self.x[0] and self.x[1] <= 1 and -1 <= self.y[0] and self.y[1] <= 1):
+        if self.unit == "fraction" and not (self.x[0] >= -1 and self.x[1] <= 1 and self.y[0] >= -1 and self.y[1] <= 1):
             raise ValueError("fractional shifts must lie within [-1, 1]")
         return self
 
@@ -178,13 +181,13 @@ class Spec(_Model):
         """
         shapes: set[Shape] = {(height, width)}
         for op in self.ops:
-            shapes = {s for shape in shapes for s in _op_shapes(op, shape)}
+            shapes = {s for shape in shapes for s in op_shapes(op, shape)}
         if self.output.size is not None:
             return {tuple(self.output.size)}
         return shapes
 
 
-def _op_shapes(op: _Op, shape: Shape) -> set[Shape]:
+def op_shapes(op: _Op, shape: Shape) -> set[Shape]:
     """Shapes one op can produce from ``shape`` (the input survives when ``p`` < 1)."""
     produced: set[Shape]
     if isinstance(op, Crop):

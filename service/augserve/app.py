@@ -1,0 +1,42 @@
+"""``create_app(settings)``: the one place the service is assembled (tests pass their own settings)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import cv2
+from fastapi import FastAPI
+
+from . import http_errors
+from .limits import BodyLimit
+from .routes import augment, meta
+from .settings import Settings
+from .state import AppState
+
+API_DESCRIPTION = """Image data augmentation as a service. Send images and a spec (reflect, rotate, crop, shift);
+receive freshly randomized variants, streamed as they are computed. Every error is JSON with a stable `code`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    # Our pool already has one thread per core; OpenCV's own threads on top would only oversubscribe them.
+    cv2.setNumThreads(1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        executor = ThreadPoolExecutor(settings.pool_threads, thread_name_prefix="augserve")
+        app.state.augserve = AppState(settings=settings, executor=executor)
+        try:
+            yield
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="augserve", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    http_errors.install(app)
+    app.include_router(meta.router)
+    app.include_router(augment.router)
+    return app

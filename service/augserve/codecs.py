@@ -1,0 +1,137 @@
+"""Decoding uploads into RGB arrays, and encoding variants for the wire.
+
+Decoding rule (one rule for every input, like torchvision's ``convert("RGB")`` so models see what they would
+see locally): EXIF orientation is applied; RGB stays; L, 1, P, RGBA, LA, PA and CMYK are converted to RGB by
+Pillow (alpha is dropped, palettes expanded, CMYK converted naively); 16-bit greyscale (I;16 and I) is scaled
+to 8 bits by keeping the high byte (Pillow's own conversion would clip everything above 255 to white); 32-bit
+float (F) has no agreed 8-bit mapping and is refused. GIF and other animations use their first frame. ``.npy``
+uploads (uint8, HxW or HxWx1/3/4) skip Pillow entirely.
+
+Encoding sits on the hot path, so each format uses the fastest codec here: raw ``npy`` (no work), JPEG through
+libjpeg-turbo (simplejpeg), PNG and WebP through OpenCV (Pillow's PNG encoder is several times slower).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import cv2
+import numpy as np
+import simplejpeg
+from augserve_client.errors import ErrorCode
+from augserve_client.wire import Buffer, npy_parts, npy_shape, read_npy
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ServiceError, limit_exceeded
+
+SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
+NPY_MAGIC = b"\x93NUMPY"
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
+
+# Our own pixel limit runs first; Pillow's guard stays as a backstop but must not warn into logs.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """Decode an upload to a contiguous HxWx3 uint8 RGB array, or raise a ServiceError naming ``name``."""
+    if not data:
+        raise ServiceError(ErrorCode.EMPTY_FILE, f"{name} is empty (0 bytes)", file=name)
+    if data.startswith(NPY_MAGIC):
+        return _decode_npy(data, name, max_pixels)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            _check_header(image, name, max_pixels)
+            image.load()
+            return _to_rgb(ImageOps.exif_transpose(image), name)
+    except UnidentifiedImageError:
+        raise ServiceError(ErrorCode.NOT_AN_IMAGE, f"{name} is not an image Pillow can read", file=name) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ServiceError(ErrorCode.CORRUPT_IMAGE, f"{name} could not be decoded: {error}", file=name) from None
+
+
+def image_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
+    """(height, width) from the header alone; cheap enough to run on every file of a dataset."""
+    if data.startswith(NPY_MAGIC):
+        return _npy_checked_shape(data, name, max_pixels)[:2]
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            _check_header(image, name, max_pixels)
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except UnidentifiedImageError:
+        raise ServiceError(ErrorCode.NOT_AN_IMAGE, f"{name} is not an image Pillow can read", file=name) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ServiceError(ErrorCode.CORRUPT_IMAGE, f"{name} could not be read: {error}", file=name) from None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def _check_header(image: Image.Image, name: str, max_pixels: int) -> None:
+    if image.format not in SUPPORTED_FORMATS:
+        raise ServiceError(
+            ErrorCode.UNSUPPORTED_FORMAT,
+            f"{name} is {image.format}; supported: JPEG, PNG, WebP, BMP, TIFF, GIF and .npy",
+            file=name,
+        )
+    width, height = image.size
+    if width * height > max_pixels:
+        raise limit_exceeded(
+            ErrorCode.IMAGE_TOO_LARGE, "max_pixels", max_pixels, f"{name} has {width}x{height} pixels", file=name
+        )
+
+
+def _to_rgb(image: Image.Image, name: str) -> np.ndarray:
+    if image.mode == "F":
+        raise ServiceError(ErrorCode.UNSUPPORTED_MODE, f"{name} is 32-bit float (mode F)", file=name)
+    if image.mode.startswith("I"):
+        high_byte = (np.asarray(image).astype(np.uint32).clip(0, 65535) >> 8).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(high_byte[..., None], 3, axis=2))
+    if image.mode != "RGB":
+        with warnings.catch_warnings():  # Pillow warns about palette transparency it is about to drop
+            warnings.simplefilter("ignore")
+            image = image.convert("RGB")
+    return np.asarray(image).copy()
+
+
+def _npy_checked_shape(data: bytes, name: str, max_pixels: int) -> tuple[int, ...]:
+    try:
+        shape, dtype, _ = npy_shape(data)
+    except ValueError as error:
+        raise ServiceError(ErrorCode.CORRUPT_IMAGE, f"{name}: {error}", file=name) from None
+    if dtype != np.uint8 or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
+        raise ServiceError(
+            ErrorCode.UNSUPPORTED_MODE, f"{name} is {dtype} {shape}; .npy uploads must be uint8 HxW or HxWxC", file=name
+        )
+    if shape[0] * shape[1] > max_pixels:
+        raise limit_exceeded(
+            ErrorCode.IMAGE_TOO_LARGE, "max_pixels", max_pixels, f"{name} has {shape[1]}x{shape[0]} pixels", file=name
+        )
+    return shape
+
+
+def _decode_npy(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    shape = _npy_checked_shape(data, name, max_pixels)
+    try:
+        array = read_npy(data)
+    except ValueError as error:
+        raise ServiceError(ErrorCode.CORRUPT_IMAGE, f"{name}: {error}", file=name) from None
+    if len(shape) == 2:
+        array = array[..., None]
+    channels = array.shape[2]
+    if channels == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array[..., :3])
+
+
+def encode(image: np.ndarray, fmt: str, quality: int) -> list[Buffer]:
+    """Encode an HxWx3 uint8 RGB variant; returns buffers so raw data is never copied here."""
+    if fmt == "npy":
+        return npy_parts(image)
+    if fmt == "jpeg":
+        return [simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB")]
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fmt == "png" else [cv2.IMWRITE_WEBP_QUALITY, quality]
+    ok, encoded = cv2.imencode(f".{fmt}", bgr, params)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {fmt}")
+    return [encoded.data]

@@ -1,0 +1,91 @@
+"""Turning a multipart request into domain values, with every failure naming its field, file or limit.
+
+Routes parse their own forms (rather than declaring ``File()`` parameters) so that an over-limit body or a
+broken part surfaces as our error with our code, not as FastAPI's generic 400.
+"""
+
+from __future__ import annotations
+
+import json
+
+from augserve_client.errors import ErrorCode
+from augserve_client.spec import Spec
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+
+from .errors import ServiceError, limit_exceeded
+from .http_errors import validation_error
+from .settings import Settings
+
+MAX_FIELD_BYTES = 1 << 20
+
+
+async def read_form(request: Request, settings: Settings, max_files: int) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        got = content_type or "no content type"
+        raise ServiceError(ErrorCode.INVALID_REQUEST, f"expected multipart/form-data, got {got}")
+    try:
+        return await request.form(max_files=max_files + 1, max_fields=1000, max_part_size=MAX_FIELD_BYTES)
+    except ServiceError:
+        raise
+    except Exception as error:  # multipart errors come in several classes across Starlette versions
+        raise ServiceError(ErrorCode.INVALID_REQUEST, f"malformed multipart body: {error}") from None
+
+
+async def read_files(
+    form: FormData, field: str, settings: Settings, max_files: int, limit: str
+) -> list[tuple[str, bytes]]:
+    """The files under ``field`` as (name, bytes), each checked against the per-file byte limit."""
+    uploads = [value for value in form.getlist(field) if isinstance(value, UploadFile)]
+    if not uploads:
+        raise ServiceError(ErrorCode.INVALID_REQUEST, f"no files in form field '{field}'", field=field)
+    if len(uploads) > max_files:
+        raise limit_exceeded(ErrorCode.TOO_MANY_IMAGES, limit, max_files, f"{len(uploads)} files sent", field=field)
+    files = []
+    for index, upload in enumerate(uploads):
+        name = upload.filename or f"{field}[{index}]"
+        if upload.size is not None and upload.size > settings.max_file_bytes:
+            raise limit_exceeded(
+                ErrorCode.FILE_TOO_LARGE,
+                "max_file_bytes",
+                settings.max_file_bytes,
+                f"{name} is {upload.size} bytes",
+                file=name,
+            )
+        files.append((name, await upload.read()))
+    return files
+
+
+def text_field(form: FormData, field: str) -> str | None:
+    value = form.get(field)
+    if value is None or isinstance(value, str):
+        return value
+    raise ServiceError(ErrorCode.INVALID_REQUEST, f"form field '{field}' must be text, not a file", field=field)
+
+
+def int_field(form: FormData, field: str, default: int | None, minimum: int) -> int | None:
+    text = text_field(form, field)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        message = f"{field} must be an integer, got {text!r}"
+        raise ServiceError(ErrorCode.INVALID_REQUEST, message, field=field) from None
+    if value < minimum:
+        raise ServiceError(ErrorCode.INVALID_REQUEST, f"{field} must be >= {minimum}, got {value}", field=field)
+    return value
+
+
+def parse_spec(text: str | bytes | None, field: str = "spec") -> Spec:
+    """Validate a spec given as JSON text; errors name the path inside it, e.g. ``spec.ops[1].angle``."""
+    if text is None:
+        return Spec()
+    try:
+        return Spec.model_validate(json.loads(text))
+    except json.JSONDecodeError as error:
+        raise ServiceError(ErrorCode.INVALID_SPEC, f"{field} is not valid JSON: {error}", field=field) from None
+    except ValidationError as error:
+        raise validation_error(error, ErrorCode.INVALID_SPEC, field) from None

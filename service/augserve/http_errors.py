@@ -1,0 +1,78 @@
+"""The one place where failures become HTTP responses: ``{"code", "message", "field"?, "file"?, "limit"?}``.
+
+Routes and domain code raise :class:`~augserve.errors.ServiceError`; nothing else builds error responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from augserve_client.errors import ErrorCode
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from .errors import ServiceError
+
+log = logging.getLogger("augserve.errors")
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
+    """``("ops", 1, "rotate", "angle")`` -> ``"ops[1].angle"`` (the union's tag is noise to a reader)."""
+    path = prefix
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not (index and isinstance(loc[index - 1], int) and part in ("reflect", "rotate", "crop", "shift")):
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def validation_error(error: ValidationError, code: ErrorCode, prefix: str) -> ServiceError:
+    """A pydantic error as a ServiceError naming the first bad field and listing them all."""
+    problems = [{"field": field_path(e["loc"], prefix), "message": e["msg"]} for e in error.errors()]
+    first = problems[0]
+    return ServiceError(code, f"{first['field']}: {first['message']}", field=first["field"], errors=problems)
+
+
+def _respond(error: ServiceError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.code.status)
+
+
+async def _service_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ServiceError)
+    return _respond(error)
+
+
+async def _request_validation(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = [{"field": field_path(e["loc"][1:], ""), "message": e["msg"]} for e in error.errors()]
+    first = problems[0] if problems else {"field": None, "message": "invalid request"}
+    body = ServiceError(
+        ErrorCode.INVALID_REQUEST, f"{first['field']}: {first['message']}", field=first["field"], errors=problems
+    )
+    return _respond(body)
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    code = _HTTP_CODES.get(error.status_code, "http_error")
+    return JSONResponse({"code": code, "message": str(error.detail)}, status_code=error.status_code)
+
+
+async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=error)
+    return JSONResponse(
+        {"code": ErrorCode.INTERNAL.value, "message": "internal error; see the server log"}, status_code=500
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,26 @@
+"""What a running app holds: settings, the compute pool and the pipelines; one per process."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .engine import PipelineCache
+from .settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    executor: ThreadPoolExecutor
+    pipelines: PipelineCache = field(default_factory=PipelineCache)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.augserve
+
+
+State = Annotated[AppState, Depends(get_state)]

@@ -1,0 +1,68 @@
+"""Streaming CPU work to a socket: compute ahead in a bounded pool, send in order, coalesce small writes.
+
+Every streamed response (variant tars, epoch batches) goes through :func:`stream_jobs`. Jobs run in the
+process's thread pool, never on the event loop. At most ``inflight`` jobs are computed ahead of the socket,
+so a slow reader applies backpressure instead of making the server hold a whole epoch in memory. Results are
+joined into writes of up to ``flush_bytes`` (thousands of tiny sends are slow), but whatever is ready is sent
+as soon as the next result is not, so the first variant reaches the client before the last is computed.
+
+If a job fails after bytes were sent, the status line is long gone: the stream writes the format's error
+record (``on_error``) and then raises, which makes uvicorn drop the connection without the final chunk. The
+client sees an error record and an incomplete stream, never a short result that looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Executor
+
+from augserve_client.wire import Buffer
+
+Job = Callable[[], list[Buffer]]
+log = logging.getLogger("augserve.streaming")
+
+
+async def stream_jobs(
+    jobs: Iterable[Job],
+    executor: Executor,
+    *,
+    inflight: int,
+    flush_bytes: int,
+    trailer: Callable[[], list[Buffer]],
+    on_error: Callable[[Exception], list[Buffer]],
+) -> AsyncIterator[bytes]:
+    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``."""
+    loop = asyncio.get_running_loop()
+    todo = iter(jobs)
+    pending: deque[asyncio.Future[list[Buffer]]] = deque()
+    ready: list[Buffer] = []
+    ready_bytes = 0
+
+    def refill() -> None:
+        while len(pending) < inflight and (job := next(todo, None)) is not None:
+            pending.append(loop.run_in_executor(executor, job))
+
+    try:
+        refill()
+        while pending:
+            if ready and not pending[0].done():
+                yield b"".join(ready)
+                ready, ready_bytes = [], 0
+            parts = await pending.popleft()
+            refill()
+            ready += parts
+            ready_bytes += sum(len(part) for part in parts)
+            if ready_bytes >= flush_bytes:
+                yield b"".join(ready)
+                ready, ready_bytes = [], 0
+        yield b"".join([*ready, *trailer()])
+    except Exception as error:
+        log.exception("stream failed after it started; closing the connection without its end marker")
+        yield b"".join(on_error(error))
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
