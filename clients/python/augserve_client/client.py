@@ -1,0 +1,220 @@
+"""The HTTP client: one ``httpx.Client`` (connection reuse), typed errors, streams parsed as they arrive."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from .errors import ProtocolError, TransportError, error_from_body
+from .spec import Format, Spec
+from .wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Buffer, TarReader, npy_parts, read_npy
+
+ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
+SpecInput = Spec | Mapping[str, Any] | str
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class AugmentedImage:
+    """One variant: its encoded bytes, its metadata, and the decoded image on demand."""
+
+    name: str
+    data: bytes | bytearray
+    meta: dict[str, Any]
+    _image: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> np.ndarray:
+        """HxWx3 uint8 RGB. ``npy`` needs only numpy; png/jpeg/webp need Pillow (``pip install pillow``)."""
+        if self._image is None:
+            self._image = read_npy(self.data) if self.name.endswith(".npy") else _decode_with_pillow(self.data)
+        return self._image
+
+    @property
+    def seed(self) -> int:
+        return int(self.meta["seed"])
+
+
+class AugmentStream(Iterator[AugmentedImage]):
+    """The variants of one ``augment`` call, parsed from the response as its bytes arrive.
+
+    ``seed`` is the request's seed (the server's choice when none was given): pass it back to replay the call.
+    Raises :class:`ProtocolError` if the stream ends early and the server's error if it reports one.
+    """
+
+    def __init__(self, response: httpx.Response, context: Any) -> None:
+        self._response = response
+        self._context = context
+        self.seed = int(response.headers["X-Augserve-Seed"])
+        self.count = int(response.headers["X-Augserve-Count"])
+        self._members = self._parse()
+
+    def __next__(self) -> AugmentedImage:
+        return next(self._members)
+
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    def _parse(self) -> Iterator[AugmentedImage]:
+        reader = TarReader()
+        payload: tuple[str, bytearray] | None = None
+        received = 0
+        try:
+            for chunk in _chunks(self._response):
+                for name, data in reader.feed(chunk):
+                    if name == ERROR_MEMBER:
+                        raise error_from_body(500, json.loads(data))
+                    if name.endswith(".json"):
+                        if payload is None:
+                            raise ProtocolError(f"metadata {name} arrived without its image")
+                        received += 1
+                        yield AugmentedImage(payload[0], payload[1], json.loads(data))
+                        payload = None
+                    else:
+                        payload = (name, data)
+            reader.close()
+            if received != self.count:
+                raise ProtocolError(f"the server announced {self.count} variants and sent {received}")
+        finally:
+            self.close()
+
+
+class Client:
+    """A client for one augserve server.
+
+    >>> client = Client("http://127.0.0.1:8000")
+    >>> for variant in client.augment(["photo.jpg"], spec, variants=4, seed=7):
+    ...     variant.image.shape, variant.meta["applied"]
+    """
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def augment(self, images: Iterable[ImageInput], spec: SpecInput | None = None, *, variants: int = 1,
+                seed: int | None = None, format: Format | None = "npy") -> AugmentStream:
+        """Stream ``variants`` augmented versions of each image.
+
+        ``images``: paths, encoded bytes, PIL images, or HxW[xC] uint8 numpy arrays (sent raw as .npy).
+        ``format`` overrides the spec's output format; the default ``npy`` needs no decoding here. Pass
+        ``None`` to keep the spec's own. The spec is validated locally before anything is sent.
+        """
+        checked = as_spec(spec)
+        if format is not None:
+            checked = checked.model_copy(update={"output": checked.output.model_copy(update={"format": format})})
+        files = [("images", _upload(index, image)) for index, image in enumerate(images)]
+        data: dict[str, str] = {"spec": checked.model_dump_json(), "variants": str(variants)}
+        if seed is not None:
+            data["seed"] = str(seed)
+        context = self.http.stream("POST", "/v1/augment", files=files, data=data)
+        response = _open(context)
+        if response.headers.get("content-type") != MEDIA_TYPE_TAR:
+            context.__exit__(None, None, None)
+            raise ProtocolError(f"expected a tar stream, got {response.headers.get('content-type')}")
+        return AugmentStream(response, context)
+
+    def validate_spec(self, spec: SpecInput) -> dict[str, Any]:
+        """The server's normalised form of ``spec`` (raises the server's error if it is invalid)."""
+        payload = json.loads(spec) if isinstance(spec, str) else _spec_payload(spec)
+        return self.request("POST", "/v1/specs/validate", json=payload).json()
+
+    def ops(self) -> dict[str, Any]:
+        return self.request("GET", "/v1/ops").json()
+
+    def health(self) -> bool:
+        try:
+            return self.http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One plain request; errors become typed exceptions."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise TransportError(f"{method} {path}: {error}") from error
+        raise_for_error(response)
+        return response
+
+
+def as_spec(spec: SpecInput | None) -> Spec:
+    if spec is None:
+        return Spec()
+    if isinstance(spec, Spec):
+        return spec
+    return Spec.model_validate_json(spec) if isinstance(spec, str) else Spec.model_validate(dict(spec))
+
+
+def _spec_payload(spec: SpecInput) -> Any:
+    return spec.model_dump(mode="json") if isinstance(spec, Spec) else dict(spec)
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Raise the typed exception for an error response (reading its body if it was streamed)."""
+    if response.status_code < 400:
+        return
+    try:
+        body = json.loads(response.read())
+    except (ValueError, httpx.HTTPError):
+        body = {"code": "http_error", "message": f"HTTP {response.status_code}"}
+    raise error_from_body(response.status_code, body if isinstance(body, dict) else {"message": str(body)})
+
+
+def _open(context: Any) -> httpx.Response:
+    try:
+        response = context.__enter__()
+    except httpx.TransportError as error:
+        raise TransportError(str(error)) from error
+    try:
+        raise_for_error(response)
+    except Exception:
+        context.__exit__(None, None, None)
+        raise
+    return response
+
+
+def _chunks(response: httpx.Response) -> Iterator[bytes]:
+    try:
+        yield from response.iter_raw(CHUNK_BYTES)
+    except httpx.TransportError as error:
+        raise ProtocolError(f"the stream broke off: {error}") from error
+
+
+def _upload(index: int, image: ImageInput) -> tuple[str, Buffer | io.BufferedReader, str]:
+    if isinstance(image, str | Path):
+        return Path(image).name, Path(image).read_bytes(), "application/octet-stream"
+    if isinstance(image, bytes | bytearray | memoryview):
+        return f"image{index:05d}", bytes(image), "application/octet-stream"
+    if isinstance(image, np.ndarray):
+        return f"image{index:05d}.npy", b"".join(npy_parts(image)), "application/x-npy"
+    if hasattr(image, "save"):  # a PIL image: PNG keeps it lossless
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=1)
+        return f"image{index:05d}.png", buffer.getvalue(), "image/png"
+    raise TypeError(f"cannot upload {type(image).__name__}: give a path, bytes, a numpy array or a PIL image")
+
+
+def _decode_with_pillow(data: Buffer) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("decoding png/jpeg/webp variants needs Pillow: pip install pillow") from error
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
