@@ -10,10 +10,12 @@ import cv2
 from fastapi import FastAPI
 
 from . import http_errors
+from .cache import DecodedCache
 from .limits import BodyLimit
-from .routes import augment, meta
+from .routes import augment, datasets, meta
 from .settings import Settings
 from .state import AppState
+from .store import DatasetStore
 
 API_DESCRIPTION = """Image data augmentation as a service. Send images and a spec (reflect, rotate, crop, shift);
 receive freshly randomized variants, streamed as they are computed. Every error is JSON with a stable `code`."""
@@ -26,9 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         executor = ThreadPoolExecutor(settings.pool_threads, thread_name_prefix="augserve")
-        app.state.augserve = AppState(settings=settings, executor=executor)
+        store = DatasetStore(settings.data_dir, settings.data_root)
+        app.state.augserve = AppState(settings, executor, store, DecodedCache(settings.cache_bytes))
         try:
             yield
         finally:
@@ -39,4 +41,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http_errors.install(app)
     app.include_router(meta.router)
     app.include_router(augment.router)
+    app.include_router(datasets.router)
     return app

@@ -27,3 +27,10 @@ class ServiceError(Exception):
 def limit_exceeded(code: ErrorCode, limit: str, value: int, message: str, **details: Any) -> ServiceError:
     """An error for a configured limit; ``limit`` is the setting's name so operators know what to raise."""
     return ServiceError(code, f"{message} (limit {limit}={value})", limit=limit, limit_value=value, **details)
+
+
+def stream_error_body(error: Exception) -> dict[str, Any]:
+    """The body written into a stream that fails after it started (the status line is already sent)."""
+    if isinstance(error, ServiceError):
+        return error.body()
+    return {"code": ErrorCode.INTERNAL.value, "message": f"the stream failed after it started: {error}"}

@@ -1,4 +1,4 @@
-"""What a running app holds: settings, the compute pool and the pipelines; one per process."""
+"""What a running app holds: settings, the compute pool, the dataset store and the caches; one per process."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from .cache import DecodedCache
 from .engine import PipelineCache
 from .settings import Settings
+from .store import DatasetStore
 
 
 @dataclass
 class AppState:
     settings: Settings
     executor: ThreadPoolExecutor
+    store: DatasetStore
+    cache: DecodedCache
     pipelines: PipelineCache = field(default_factory=PipelineCache)
 
 

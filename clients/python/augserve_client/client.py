@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,16 @@ from typing import Any
 import httpx
 import numpy as np
 
+from .batches import EpochBatches
+from .datasets import Label, image_folder, upload_files
+from .epochs import EpochRequest
 from .errors import ProtocolError, TransportError, error_from_body
 from .spec import Format, Spec
+from .transport import open_stream, raise_for_error, raw_chunks
 from .wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Buffer, TarReader, npy_parts, read_npy
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
 SpecInput = Spec | Mapping[str, Any] | str
-CHUNK_BYTES = 1 << 20
 
 
 @dataclass
@@ -49,9 +53,9 @@ class AugmentStream(Iterator[AugmentedImage]):
     Raises :class:`ProtocolError` if the stream ends early and the server's error if it reports one.
     """
 
-    def __init__(self, response: httpx.Response, context: Any) -> None:
+    def __init__(self, response: httpx.Response, close: Callable[[], None]) -> None:
         self._response = response
-        self._context = context
+        self._close = close
         self.seed = int(response.headers["X-Augserve-Seed"])
         self.count = int(response.headers["X-Augserve-Count"])
         self._members = self._parse()
@@ -60,14 +64,14 @@ class AugmentStream(Iterator[AugmentedImage]):
         return next(self._members)
 
     def close(self) -> None:
-        self._context.__exit__(None, None, None)
+        self._close()
 
     def _parse(self) -> Iterator[AugmentedImage]:
         reader = TarReader()
         payload: tuple[str, bytearray] | None = None
         received = 0
         try:
-            for chunk in _chunks(self._response):
+            for chunk in raw_chunks(self._response):
                 for name, data in reader.feed(chunk):
                     if name == ERROR_MEMBER:
                         raise error_from_body(500, json.loads(data))
@@ -94,8 +98,12 @@ class Client:
     ...     variant.image.shape, variant.meta["applied"]
     """
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
@@ -108,8 +116,15 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def augment(self, images: Iterable[ImageInput], spec: SpecInput | None = None, *, variants: int = 1,
-                seed: int | None = None, format: Format | None = "npy") -> AugmentStream:
+    def augment(
+        self,
+        images: Iterable[ImageInput],
+        spec: SpecInput | None = None,
+        *,
+        variants: int = 1,
+        seed: int | None = None,
+        format: Format | None = "npy",
+    ) -> AugmentStream:
         """Stream ``variants`` augmented versions of each image.
 
         ``images``: paths, encoded bytes, PIL images, or HxW[xC] uint8 numpy arrays (sent raw as .npy).
@@ -123,12 +138,12 @@ class Client:
         data: dict[str, str] = {"spec": checked.model_dump_json(), "variants": str(variants)}
         if seed is not None:
             data["seed"] = str(seed)
-        context = self.http.stream("POST", "/v1/augment", files=files, data=data)
-        response = _open(context)
+        stack = ExitStack()
+        response = stack.enter_context(open_stream(self.http, "POST", "/v1/augment", files=files, data=data))
         if response.headers.get("content-type") != MEDIA_TYPE_TAR:
-            context.__exit__(None, None, None)
+            stack.close()
             raise ProtocolError(f"expected a tar stream, got {response.headers.get('content-type')}")
-        return AugmentStream(response, context)
+        return AugmentStream(response, stack.close)
 
     def validate_spec(self, spec: SpecInput) -> dict[str, Any]:
         """The server's normalised form of ``spec`` (raises the server's error if it is invalid)."""
@@ -137,6 +152,36 @@ class Client:
 
     def ops(self) -> dict[str, Any]:
         return self.request("GET", "/v1/ops").json()
+
+    # --- datasets ----------------------------------------------------------------------------------------
+
+    def upload_dataset(
+        self, name: str, files: Sequence[str | Path], labels: Sequence[Label] | None = None, progress: bool = True
+    ) -> dict[str, Any]:
+        """Register local files as dataset ``name``; only files the server lacks are uploaded."""
+        return upload_files(self, name, [Path(file) for file in files], labels, progress)
+
+    def upload_folder(self, name: str | None, folder: str | Path, progress: bool = True) -> dict[str, Any]:
+        """Register a local ImageFolder (folder/<class>/<image>); labels are class names, sorted."""
+        files, labels = image_folder(Path(folder))
+        return upload_files(self, name, files, labels, progress)
+
+    def register_folder(self, name: str, folder: str) -> dict[str, Any]:
+        """Register a folder that lives on the server, under its data root (nothing is uploaded)."""
+        return self.request("POST", "/v1/datasets", json={"name": name, "folder": folder}).json()
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/datasets").json()["datasets"]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/datasets/{name}").json()
+
+    def delete_dataset(self, name: str) -> None:
+        self.request("DELETE", f"/v1/datasets/{name}")
+
+    def epoch(self, dataset: str, spec: SpecInput | None = None, *, retries: int = 8, **request: Any) -> EpochBatches:
+        """The batches of one epoch shard as numpy arrays (retried and resumed; see ``EpochRequest``)."""
+        return EpochBatches(self, dataset, EpochRequest(spec=as_spec(spec), **request), retries=retries)
 
     def health(self) -> bool:
         try:
@@ -164,37 +209,6 @@ def as_spec(spec: SpecInput | None) -> Spec:
 
 def _spec_payload(spec: SpecInput) -> Any:
     return spec.model_dump(mode="json") if isinstance(spec, Spec) else dict(spec)
-
-
-def raise_for_error(response: httpx.Response) -> None:
-    """Raise the typed exception for an error response (reading its body if it was streamed)."""
-    if response.status_code < 400:
-        return
-    try:
-        body = json.loads(response.read())
-    except (ValueError, httpx.HTTPError):
-        body = {"code": "http_error", "message": f"HTTP {response.status_code}"}
-    raise error_from_body(response.status_code, body if isinstance(body, dict) else {"message": str(body)})
-
-
-def _open(context: Any) -> httpx.Response:
-    try:
-        response = context.__enter__()
-    except httpx.TransportError as error:
-        raise TransportError(str(error)) from error
-    try:
-        raise_for_error(response)
-    except Exception:
-        context.__exit__(None, None, None)
-        raise
-    return response
-
-
-def _chunks(response: httpx.Response) -> Iterator[bytes]:
-    try:
-        yield from response.iter_raw(CHUNK_BYTES)
-    except httpx.TransportError as error:
-        raise ProtocolError(f"the stream broke off: {error}") from error
 
 
 def _upload(index: int, image: ImageInput) -> tuple[str, Buffer | io.BufferedReader, str]:

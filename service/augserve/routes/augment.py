@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from .. import codecs
 from ..engine import check_fits
-from ..errors import ServiceError, limit_exceeded
+from ..errors import limit_exceeded, stream_error_body
 from ..forms import int_field, parse_spec, read_files, read_form, text_field
 from ..state import AppState, State
 from ..streaming import stream_jobs
@@ -137,9 +137,4 @@ def _variant(
 
 
 def _error_member(error: Exception) -> list[Buffer]:
-    body = (
-        error.body()
-        if isinstance(error, ServiceError)
-        else {"code": ErrorCode.INTERNAL.value, "message": f"the stream failed after it started: {error}"}
-    )
-    return tar_member(ERROR_MEMBER, [json_bytes(body)])
+    return tar_member(ERROR_MEMBER, [json_bytes(stream_error_body(error))])

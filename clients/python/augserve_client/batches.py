@@ -1,0 +1,146 @@
+"""Epoch batches as plain numpy arrays, for any framework: streamed, retried, resumed, prefetched.
+
+:class:`EpochBatches` survives a server crash or a load balancer moving it to another replica: on a broken
+connection, a truncated stream or a 5xx it backs off and asks again from the next batch it has not delivered.
+Because a batch is a pure function of (dataset, spec, seed, epoch, shard, batch number), the retried stream
+continues exactly where the broken one stopped: nothing is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from .epochs import EpochRequest
+from .errors import InternalServerError, ProtocolError, TransportError, error_from_body
+from .transport import open_stream, raw_chunks
+from .wire import FrameReader, batch_array
+
+if TYPE_CHECKING:
+    from .client import Client
+
+T = TypeVar("T")
+RETRYABLE = (TransportError, ProtocolError, InternalServerError)
+
+
+@dataclass(frozen=True)
+class EpochBatch:
+    """One batch: ``images`` is (N, H, W, C) uint8; the last ``padding`` samples repeat earlier ones."""
+
+    number: int
+    images: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    seeds: list[int]
+    padding: int
+
+
+def stream_epoch(client: Client, dataset: str, request: EpochRequest) -> Iterator[EpochBatch]:
+    """One HTTP stream of batches, no retry; raises if it ends before its end frame."""
+    body = request.model_dump(mode="json")
+    with open_stream(client.http, "POST", f"/v1/datasets/{dataset}/epochs", json=body) as response:
+        reader = FrameReader()
+        for chunk in raw_chunks(response):
+            for header, payload in reader.feed(chunk):
+                if header["kind"] == "error":
+                    raise error_from_body(500, header)
+                if header["kind"] == "batch":
+                    yield _batch(header, payload)
+        reader.close()
+
+
+def _batch(header: dict[str, Any], payload: bytearray) -> EpochBatch:
+    return EpochBatch(
+        number=int(header["batch"]),
+        images=batch_array(header, payload),
+        labels=np.asarray(header["labels"], dtype=np.int64),
+        indices=np.asarray(header["indices"], dtype=np.int64),
+        seeds=list(header["seeds"]),
+        padding=int(header["padding"]),
+    )
+
+
+class EpochBatches(Iterable[EpochBatch]):
+    """The batches of one shard of one epoch, resumed from ``request.start_batch``, with retries.
+
+    ``next_batch`` is the first batch not yet delivered: keep it to resume after a trainer restart.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        dataset: str,
+        request: EpochRequest,
+        retries: int = 8,
+        backoff: float = 0.25,
+        max_backoff: float = 8.0,
+    ) -> None:
+        self.client = client
+        self.dataset = dataset
+        self.request = request
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.next_batch = request.start_batch
+
+    def __iter__(self) -> Iterator[EpochBatch]:
+        failures = 0
+        while True:
+            try:
+                request = self.request.model_copy(update={"start_batch": self.next_batch})
+                for batch in stream_epoch(self.client, self.dataset, request):
+                    failures = 0
+                    self.next_batch = batch.number + 1
+                    yield batch
+                return
+            except RETRYABLE:
+                failures += 1
+                if failures > self.retries:
+                    raise
+                time.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, up to ``depth`` ahead, so the consumer rarely waits.
+
+    Errors are re-raised in the consumer; abandoning the iterator stops the thread.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            slots.put(error)
+
+    thread = threading.Thread(target=produce, name="augserve-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

@@ -1,0 +1,127 @@
+"""Registering datasets: the request models (the contract) and the client's upload-only-what-is-missing logic.
+
+A dataset is registered in two steps so that nothing is sent twice: the client hashes its files (SHA-256),
+asks the server which hashes it lacks (``POST /v1/blobs/missing``), uploads only those in batches
+(``POST /v1/blobs``, several requests for a large folder), then names the dataset by listing hashes and labels
+(``POST /v1/datasets``). Registering the same files again uploads nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from .client import Client
+
+Label = int | str | None
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".npy"})
+UPLOAD_BATCH_BYTES = 32 << 20
+UPLOAD_BATCH_FILES = 256
+
+
+class DatasetItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blob: str = Field(description="SHA-256 of an uploaded file")
+    label: Label = None
+
+
+class CreateDataset(BaseModel):
+    """``POST /v1/datasets``: uploaded blobs with labels, or a folder under the server's data root."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="letters, digits, '.', '_' and '-'; at most 64 characters")
+    items: list[DatasetItem] | None = Field(None, min_length=1)
+    folder: str | None = Field(None, description="ImageFolder layout, relative to the server's data_root")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CreateDataset:
+        if (self.items is None) == (self.folder is None):
+            raise ValueError("give either items (uploaded blobs) or folder (on the server), not both")
+        return self
+
+
+class HashList(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hashes: list[str] = Field(max_length=100_000)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_folder(folder: Path) -> tuple[list[Path], list[str]]:
+    """A local ImageFolder (folder/<class>/<image>): files and their class names, in a stable order."""
+    files, labels = [], []
+    for class_dir in sorted(entry for entry in folder.iterdir() if entry.is_dir()):
+        for file in sorted(class_dir.iterdir()):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(file)
+                labels.append(class_dir.name)
+    if not files:
+        raise ValueError(f"{folder} holds no images in class subfolders (folder/<class>/<image>)")
+    return files, labels
+
+
+def upload_files(
+    client: Client, name: str, files: Sequence[Path], labels: Sequence[Label] | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Register ``files`` as dataset ``name``, uploading only what the server does not have yet."""
+    labels = list(labels) if labels is not None else [None] * len(files)
+    if len(labels) != len(files):
+        raise ValueError(f"{len(files)} files but {len(labels)} labels")
+    hashes = [sha256_file(path) for path in files]
+    missing = set(client.request("POST", "/v1/blobs/missing", json={"hashes": sorted(set(hashes))}).json()["missing"])
+    path_of = dict(zip(hashes, files, strict=True))
+    todo = [path_of[digest] for digest in sorted(missing)]
+    with _progress(progress, sum(path.stat().st_size for path in todo), f"uploading {name}") as bar:
+        for batch in _batches(todo):
+            payload = [("files", (path.name, path.read_bytes(), "application/octet-stream")) for path in batch]
+            client.request("POST", "/v1/blobs", files=payload)
+            bar(sum(path.stat().st_size for path in batch))
+    items = [{"blob": digest, "label": label} for digest, label in zip(hashes, labels, strict=True)]
+    return client.request("POST", "/v1/datasets", json={"name": name, "items": items}).json()
+
+
+def _batches(paths: Iterable[Path]) -> Iterable[list[Path]]:
+    batch: list[Path] = []
+    size = 0
+    for path in paths:
+        if batch and (size + path.stat().st_size > UPLOAD_BATCH_BYTES or len(batch) >= UPLOAD_BATCH_FILES):
+            yield batch
+            batch, size = [], 0
+        batch.append(path)
+        size += path.stat().st_size
+    if batch:
+        yield batch
+
+
+class _progress:
+    """A tqdm bar when tqdm is installed and wanted; otherwise nothing."""
+
+    def __init__(self, enabled: bool, total: int, description: str) -> None:
+        self.bar = None
+        if enabled and total:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=description)
+
+    def __enter__(self) -> Callable[[int], None]:
+        return self.bar.update if self.bar is not None else (lambda _: None)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,144 @@
+"""``AugmentedDataset``: a PyTorch ``IterableDataset`` that streams augmented batches from augserve.
+
+Use it with ``DataLoader(dataset, batch_size=None, num_workers=N)``: the server already batches. Every
+DataLoader worker of every DDP rank streams its own shard (``shard_index = rank * workers + worker``), so each
+sample is delivered exactly once per epoch however the job is split. Topology is read lazily in ``__iter__``
+(the dataset is pickled into the workers; nothing is known in ``__init__``).
+
+``state_dict()`` / ``load_state_dict()`` follow torchdata's ``StatefulDataLoader`` convention: the state says
+which epoch and how many batches of each shard were delivered, and a new dataset object loaded with it resumes
+with the next batch. ``StatefulDataLoader`` collects it from every worker; without workers, call them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+try:
+    import torch
+    from torch.utils.data import IterableDataset, get_worker_info
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("AugmentedDataset needs PyTorch: pip install 'augserve[torch]'") from error
+
+from .batches import EpochBatch, EpochBatches, prefetch
+from .client import Client, SpecInput, as_spec
+from .epochs import EpochRequest, batches_per_shard
+
+
+class AugmentedDataset(IterableDataset):
+    """Freshly augmented (images, labels) batches from an augserve server, for every epoch.
+
+    ``dataset``: the name of a dataset registered on the server, or a local ImageFolder directory, uploaded
+    once (only files the server lacks; a progress bar shows it) and named after its content.
+    ``output``: ``"uint8"`` gives uint8 NCHW tensors; ``"float"`` gives float32 in [0, 1], normalised with
+    ``mean``/``std`` when given. ``rank``/``world_size`` default to torch.distributed's when it is initialised.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        dataset: str | Path,
+        spec: SpecInput,
+        batch_size: int,
+        seed: int = 0,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        output: str = "uint8",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        prefetch: int = 4,
+        retries: int = 8,
+        timeout: float = 120.0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if output not in ("uint8", "float"):
+            raise ValueError("output must be 'uint8' or 'float'")
+        self.server, self.timeout = server, timeout
+        self.spec = as_spec(spec)
+        self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
+        self.output, self.mean, self.std = output, mean, std
+        self.rank, self.world_size = rank, world_size
+        self.prefetch, self.retries = prefetch, retries
+        self.epoch = 0
+        self._delivered: dict[str, int] = {}  # "shard_index/shard_count" -> batches delivered this epoch
+        with Client(server, timeout=timeout) as client:
+            self.dataset = self._register(client, dataset, progress)
+            self.size = int(client.describe(self.dataset)["count"])
+
+    @staticmethod
+    def _register(client: Client, dataset: str | Path, progress: bool) -> str:
+        if isinstance(dataset, Path) or Path(dataset).is_dir():
+            return client.upload_folder(None, dataset, progress=progress)["name"]
+        return str(dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Like DistributedSampler.set_epoch: a new epoch means a new order and new variants."""
+        if epoch != self.epoch:
+            self._delivered = {}
+        self.epoch = epoch
+
+    def _ranks(self) -> tuple[int, int]:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = self.rank if self.rank is not None else (torch.distributed.get_rank() if distributed else 0)
+        world = (
+            self.world_size
+            if self.world_size is not None
+            else (torch.distributed.get_world_size() if distributed else 1)
+        )
+        return rank, world
+
+    def _topology(self) -> tuple[int, int]:
+        rank, world = self._ranks()
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
+        return rank * workers + worker_id, world * workers
+
+    def batches_per_epoch(self, num_workers: int = 0) -> int:
+        """Batches this rank receives per epoch, over all of its ``num_workers`` DataLoader workers."""
+        workers = max(num_workers, 1)
+        return batches_per_shard(self.size, self._ranks()[1] * workers, self.batch_size, self.drop_last) * workers
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        shard_index, shard_count = self._topology()
+        key = f"{shard_index}/{shard_count}"
+        request = EpochRequest(
+            spec=self.spec,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            epoch=self.epoch,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            start_batch=self._delivered.get(key, 0),
+        )
+        with Client(self.server, timeout=self.timeout) as client:
+            for batch in prefetch(EpochBatches(client, self.dataset, request, retries=self.retries), self.prefetch):
+                self._delivered[key] = batch.number + 1
+                yield self._tensors(batch)
+        self._delivered.pop(key, None)
+
+    def _tensors(self, batch: EpochBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(batch.images).permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels-last)
+        if self.output == "float":
+            images = images.float().div_(255.0)
+            if self.mean is not None and self.std is not None:
+                mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+                std = torch.tensor(self.std).view(1, -1, 1, 1)
+                images = images.sub_(mean).div_(std)
+        return images, torch.from_numpy(batch.labels)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seed": self.seed, "delivered": dict(self._delivered)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["seed"] != self.seed:
+            raise ValueError(f"state was saved with seed {state['seed']}, this dataset has seed {self.seed}")
+        self.epoch = int(state["epoch"])
+        self._delivered = {str(key): int(value) for key, value in state["delivered"].items()}

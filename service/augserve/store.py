@@ -1,0 +1,246 @@
+"""Registered datasets on disk, shared by every process that mounts the same data directory.
+
+Layout under ``data_dir``::
+
+    blobs/ab/ab12...ef        uploaded file bytes, named by their SHA-256 (stored once, however often sent)
+    datasets/<name>.json      a dataset's manifest: keys, labels, image sizes, classes
+
+Manifests are immutable once written, and written atomically (a temporary file hard-linked into place), so two
+replicas behind a load balancer see the same datasets, a half-written manifest is never read, and two replicas
+creating the same name race safely: the second finds the first's manifest and either matches it (idempotent
+success) or conflicts (409). Folder datasets read files under the read-only ``data_root`` and never copy them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from augserve_client.datasets import IMAGE_SUFFIXES
+from augserve_client.errors import ErrorCode
+
+from .errors import ServiceError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An immutable dataset: item ``i`` is ``keys[i]`` (a blob hash or a path under the root) with ``labels[i]``."""
+
+    name: str
+    kind: str  # "upload" or "folder"
+    keys: list[str]
+    labels: list[int]
+    sizes: list[tuple[int, int]]
+    bytes: int
+    classes: list[str] | None = None
+    folder: str | None = None
+    created: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "count": len(self.keys),
+            "bytes": self.bytes,
+            "classes": self.classes,
+            "folder": self.folder,
+            "created": self.created,
+        }
+
+    def same_content(self, other: Manifest) -> bool:
+        content = ("kind", "keys", "labels", "classes")
+        return all(getattr(self, field) == getattr(other, field) for field in content)
+
+
+class DatasetStore:
+    """Blobs and manifests under ``data_dir``; folder datasets under ``data_root``."""
+
+    def __init__(self, data_dir: Path, data_root: Path | None) -> None:
+        self.blobs = data_dir / "blobs"
+        self.manifests = data_dir / "datasets"
+        self.root = data_root.resolve() if data_root is not None else None
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[str, tuple[int, Manifest]] = {}
+        self._lock = threading.Lock()
+
+    # --- blobs -------------------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / digest[:2] / digest
+
+    def missing(self, digests: list[str]) -> list[str]:
+        for digest in digests:
+            if not HASH.match(digest):
+                raise ServiceError(
+                    ErrorCode.INVALID_REQUEST, f"{digest!r} is not a lowercase SHA-256 hex digest", field="hashes"
+                )
+        return [digest for digest in digests if not self.blob_path(digest).exists()]
+
+    def put_blob(self, data: bytes) -> str:
+        """Store ``data`` under its SHA-256 (once: an existing blob is left alone) and return the digest."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.blob_path(digest)
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            _write_atomically(path, data, replace=True)
+        return digest
+
+    # --- manifests ---------------------------------------------------------------------------------------
+
+    def create(self, manifest: Manifest) -> tuple[Manifest, bool]:
+        """Store a new manifest; returns (stored manifest, created?). Same name and content is not an error."""
+        check_name(manifest.name)
+        path = self._manifest_path(manifest.name)
+        payload = json.dumps(asdict(manifest), separators=(",", ":")).encode()
+        if _write_atomically(path, payload, replace=False):
+            return manifest, True
+        existing = self.get(manifest.name)
+        if not existing.same_content(manifest):
+            raise ServiceError(
+                ErrorCode.CONFLICT,
+                f"dataset {manifest.name!r} exists with other content; delete it or choose another name",
+                field="name",
+            )
+        return existing, False
+
+    def get(self, name: str) -> Manifest:
+        check_name(name)
+        path = self._manifest_path(name)
+        try:
+            mtime = path.stat().st_mtime_ns
+            with self._lock:
+                cached = self._cache.get(name)
+            if cached and cached[0] == mtime:
+                return cached[1]
+            raw = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no dataset named {name!r}", field="name") from None
+        manifest = Manifest(**{**raw, "sizes": [tuple(size) for size in raw["sizes"]]})
+        with self._lock:
+            self._cache[name] = (mtime, manifest)
+        return manifest
+
+    def list(self) -> list[Manifest]:
+        names = sorted(path.stem for path in self.manifests.glob("*.json"))
+        manifests = []
+        for name in names:
+            try:
+                manifests.append(self.get(name))
+            except ServiceError:  # deleted by another replica while we listed
+                continue
+        return manifests
+
+    def delete(self, name: str) -> None:
+        """Remove the manifest; blobs stay (other datasets may share them, and re-registering is then free)."""
+        check_name(name)
+        try:
+            self._manifest_path(name).unlink()
+        except FileNotFoundError:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no dataset named {name!r}", field="name") from None
+        with self._lock:
+            self._cache.pop(name, None)
+
+    def _manifest_path(self, name: str) -> Path:
+        return self.manifests / f"{name}.json"
+
+    # --- items -------------------------------------------------------------------------------------------
+
+    def item_path(self, manifest: Manifest, index: int) -> Path:
+        key = manifest.keys[index]
+        if manifest.kind == "upload":
+            return self.blob_path(key)
+        assert self.root is not None, "folder datasets need data_root"
+        return self.root / key
+
+    def read(self, manifest: Manifest, index: int) -> bytes:
+        return self.item_path(manifest, index).read_bytes()
+
+    # --- folders -----------------------------------------------------------------------------------------
+
+    def folder_files(self, folder: str) -> tuple[list[str], list[int], list[str]]:
+        """An ImageFolder under the root: (paths relative to the root, class indices, class names).
+
+        Refuses absolute paths, ``..`` and anything (the folder, a class directory, a file) whose real path,
+        symlinks followed, lies outside the root.
+        """
+        if self.root is None:
+            raise ServiceError(
+                ErrorCode.INVALID_REQUEST,
+                "this server has no data_root for folder datasets",
+                field="folder",
+                limit="data_root",
+            )
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise ServiceError(
+                ErrorCode.PATH_OUTSIDE_ROOT,
+                f"folder {folder!r} must be relative to the data root and must not contain '..'",
+                field="folder",
+            )
+        base = self._inside_root(self.root / folder, folder)
+        if not base.is_dir():
+            raise ServiceError(
+                ErrorCode.NOT_FOUND, f"folder {folder!r} does not exist under the data root", field="folder"
+            )
+        classes = sorted(entry.name for entry in base.iterdir() if entry.is_dir())
+        paths, labels = [], []
+        for label, name in enumerate(classes):
+            class_dir = self._inside_root(base / name, f"{folder}/{name}")
+            for file in sorted(class_dir.iterdir()):
+                if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                    real = self._inside_root(file, f"{folder}/{name}/{file.name}")
+                    paths.append(str(real.relative_to(self.root)))
+                    labels.append(label)
+        if not paths:
+            raise ServiceError(
+                ErrorCode.INVALID_REQUEST,
+                f"folder {folder!r} holds no images in class subfolders (ImageFolder layout: folder/<class>/<image>)",
+                field="folder",
+            )
+        return paths, labels, classes
+
+    def _inside_root(self, path: Path, shown: str) -> Path:
+        assert self.root is not None
+        real = path.resolve()
+        if not real.is_relative_to(self.root):
+            raise ServiceError(ErrorCode.PATH_OUTSIDE_ROOT, f"{shown!r} leads outside the data root", field="folder")
+        return real
+
+
+def check_name(name: str) -> None:
+    if not NAME.match(name):
+        raise ServiceError(ErrorCode.INVALID_REQUEST, f"dataset name {name!r} must match {NAME.pattern}", field="name")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_atomically(path: Path, data: bytes, replace: bool) -> bool:
+    """Write via a temporary file; with ``replace=False`` never overwrite (returns False if ``path`` exists)."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        if replace:
+            os.replace(temporary, path)
+            return True
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
