@@ -34,5 +34,12 @@ lint: $(VENV)/.dev
 test: $(VENV)/.dev lint
 	$(BIN)/python -m pytest -q
 
+# Benchmarks: side-by-side ratios in one run; results in bench/results/ (JSON, markdown, plot).
+bench: $(VENV)/.dev
+	$(BIN)/python bench/run.py
+
+bench-smoke: $(VENV)/.dev
+	$(BIN)/python bench/run.py --smoke --out $(CURDIR)/.bench-smoke
+
 clean:
 	rm -rf $(VENV) data .pytest_cache
