@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.functional_validators import AfterValidator
 
 SPEC_VERSION = 1
@@ -20,6 +20,7 @@ Border = Literal["constant", "reflect", "replicate"]
 Interpolation = Literal["nearest", "linear", "cubic", "area", "lanczos"]
 Format = Literal["png", "jpeg", "webp", "npy"]
 Shape = tuple[int, int]
+MAX_SHIFT_PX = 2**31 - 1  # OpenCV's coordinates are 32-bit; anything larger moves the content out of any image
 
 
 def _ordered(value: tuple[float, float]) -> tuple[float, float]:
@@ -46,7 +47,9 @@ Fill = (
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: Python's json accepts NaN and Infinity, and a NaN range bound slips past every
+    # ``min <= max`` comparison, so it would only fail mid-stream, after the 200 was sent.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Op(_Model):
@@ -88,12 +91,17 @@ class Rotate(_Bordered):
     )
     interpolation: Interpolation = "linear"
 
+    @field_validator("angle")
+    @classmethod
+    def _within_turn(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not -360.0 <= value[0] <= value[1] <= 360.0:
+            raise ValueError("angle must lie within [-360, 360]")
+        return value
+
     @model_validator(mode="after")
     def _one_mode(self) -> Rotate:
         if self.right_angles is not None and "angle" in self.model_fields_set:
             raise ValueError("give either angle (a range) or right_angles, not both")
-        if not -360.0 <= self.angle[0] <= self.angle[1] <= 360.0:
-            raise ValueError("angle must lie within [-360, 360]")
         return self
 
 
@@ -121,13 +129,19 @@ class Crop(_Bordered):
             data = {**data, "size": _square_or_pair(data["size"])}
         return data
 
-    @model_validator(mode="after")
-    def _sane_ranges(self) -> Crop:
-        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+    @field_validator("scale")
+    @classmethod
+    def _fraction_of_area(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] <= value[1] <= 1.0:
             raise ValueError("scale must lie within (0, 1]")
-        if not self.ratio[0] > 0.0:
+        return value
+
+    @field_validator("ratio")
+    @classmethod
+    def _positive_ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[0] > 0.0:
             raise ValueError("ratio must be > 0")
-        return self
+        return value
 
 
 class Shift(_Bordered):
@@ -142,8 +156,10 @@ class Shift(_Bordered):
 
     @model_validator(mode="after")
     def _within_image(self) -> Shift:
-        if self.unit == "fraction" and not (self.x[0] >= -1 and self.x[1] <= 1 and self.y[0] >= -1 and self.y[1] <= 1):
-            raise ValueError("fractional shifts must lie within [-1, 1]")
+        bound = 1 if self.unit == "fraction" else MAX_SHIFT_PX
+        for axis, (low, high) in (("x", self.x), ("y", self.y)):
+            if low < -bound or high > bound:
+                raise ValueError(f"{axis}: shifts in unit {self.unit!r} must lie within [-{bound}, {bound}]")
         return self
 
 
