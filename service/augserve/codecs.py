@@ -102,6 +102,8 @@ def _npy_checked_shape(data: bytes, name: str, max_pixels: int) -> tuple[int, ..
         raise ServiceError(
             ErrorCode.UNSUPPORTED_MODE, f"{name} is {dtype} {shape}; .npy uploads must be uint8 HxW or HxWxC", file=name
         )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ServiceError(ErrorCode.EMPTY_FILE, f"{name} holds no pixels ({shape[1]}x{shape[0]})", file=name)
     if shape[0] * shape[1] > max_pixels:
         raise limit_exceeded(
             ErrorCode.IMAGE_TOO_LARGE, "max_pixels", max_pixels, f"{name} has {shape[1]}x{shape[0]} pixels", file=name
