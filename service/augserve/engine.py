@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import albumentations as A
+import albumentations.augmentations.crops.functional as fcrops
 import cv2
 import numpy as np
 from augserve_client.errors import ErrorCode
 from augserve_client.spec import Crop, Reflect, Rotate, Shift, Spec, op_shapes
 
-from .errors import ServiceError
+from .errors import ServiceError, limit_exceeded
 
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
 INTERPOLATIONS = {
@@ -46,6 +47,23 @@ class RightAngleRotate(A.RandomRotate90):
 
     def get_params(self) -> dict[str, int]:
         return {"factor": self.py_random.choice(self.factors)}
+
+
+class RandomResizedCrop(A.RandomResizedCrop):
+    """RandomResizedCrop whose window is never empty.
+
+    When ten draws miss, albumentations 2.0.8 falls back to a centred window whose short side is
+    ``round(side / ratio)``: a ratio beyond twice the image's width (or below half over its height) rounds it to
+    0 pixels, and the crop raises in the middle of a stream. Such windows are widened to one pixel.
+    """
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        drawn = super().get_params_dependent_on_data(params, data)
+        x_min, y_min, x_max, y_max = drawn["crop_coords"]
+        if x_max > x_min and y_max > y_min:
+            return drawn
+        window = (max(1, y_max - y_min), max(1, x_max - x_min))
+        return {"crop_coords": fcrops.get_center_crop_coords(params["shape"][:2], window)}
 
 
 @dataclass(frozen=True)
@@ -104,7 +122,7 @@ def _crop(op: Crop) -> A.BasicTransform:
     height, width = op.size
     if op.mode == "random_resized":
         interpolation = INTERPOLATIONS[op.interpolation]
-        return A.RandomResizedCrop(
+        return RandomResizedCrop(
             size=(height, width), scale=op.scale, ratio=op.ratio, interpolation=interpolation, p=op.p
         )
     crop = A.RandomCrop if op.mode == "random" else A.CenterCrop
@@ -149,6 +167,21 @@ def check_fits(spec: Spec, height: int, width: int, name: str) -> None:
                     file=name,
                 )
         shapes = {after for shape in shapes for after in op_shapes(op, shape)}
+
+
+def check_sizes(spec: Spec, max_pixels: int) -> None:
+    """Refuse a spec whose crops or output size would make variants larger than the pixel limit on inputs.
+
+    The limit guards memory on the way in; without this a 1x1 upload with an output size of 16384x16384 asks
+    for 805 MB per variant.
+    """
+    sizes = [(f"spec.ops[{index}].size", op.size) for index, op in enumerate(spec.ops) if isinstance(op, Crop)]
+    if spec.output.size is not None:
+        sizes.append(("spec.output.size", spec.output.size))
+    for field, (height, width) in sizes:
+        if height * width > max_pixels:
+            message = f"{field} asks for {height}x{width} (HxW) variants"
+            raise limit_exceeded(ErrorCode.IMAGE_TOO_LARGE, "max_pixels", max_pixels, message, field=field)
 
 
 class PipelineCache:

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from .. import codecs
-from ..engine import check_fits
+from ..engine import check_fits, check_sizes
 from ..errors import limit_exceeded, stream_error_body
 from ..forms import int_field, parse_spec, read_files, read_form, text_field
 from ..state import AppState, State
@@ -69,6 +69,7 @@ async def augment(request: Request, state: State) -> StreamingResponse:
     settings = state.settings
     form = await read_form(request, settings, settings.max_images)
     spec = parse_spec(text_field(form, "spec"))
+    check_sizes(spec, settings.max_pixels)
     variants = int_field(form, "variants", 1, minimum=1)
     seed = int_field(form, "seed", None, minimum=0)
     seed = fresh_seed() if seed is None else seed
