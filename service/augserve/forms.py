@@ -21,7 +21,11 @@ from .settings import Settings
 MAX_FIELD_BYTES = 1 << 20
 
 
-async def read_form(request: Request, settings: Settings, max_files: int) -> FormData:
+async def read_form(
+    request: Request, settings: Settings, max_files: int, *, field: str | None = None, limit: str | None = None
+) -> FormData:
+    """The parsed multipart body. The parser stops one file past ``max_files`` (the setting ``limit``, files
+    sent as ``field``), so :func:`read_files` reports max_files + 1 itself and the parser anything beyond."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         got = content_type or "no content type"
@@ -31,6 +35,11 @@ async def read_form(request: Request, settings: Settings, max_files: int) -> For
     except ServiceError:
         raise
     except Exception as error:  # multipart errors come in several classes across Starlette versions
+        if "too many files" in str(error).lower():
+            message = f"more than {max_files + 1} files sent"
+            if limit is None:
+                raise ServiceError(ErrorCode.TOO_MANY_IMAGES, message, limit_value=max_files, field=field) from None
+            raise limit_exceeded(ErrorCode.TOO_MANY_IMAGES, limit, max_files, message, field=field) from None
         raise ServiceError(ErrorCode.INVALID_REQUEST, f"malformed multipart body: {error}") from None
 
 
@@ -85,7 +94,9 @@ def parse_spec(text: str | bytes | None, field: str = "spec") -> Spec:
         return Spec()
     try:
         return Spec.model_validate(json.loads(text))
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ServiceError(ErrorCode.INVALID_SPEC, f"{field} is not valid JSON: {error}", field=field) from None
+    except RecursionError:
+        raise ServiceError(ErrorCode.INVALID_SPEC, f"{field} is nested too deeply to be a spec", field=field) from None
     except ValidationError as error:
         raise validation_error(error, ErrorCode.INVALID_SPEC, field) from None

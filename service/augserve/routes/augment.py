@@ -67,7 +67,7 @@ async def augment(request: Request, state: State) -> StreamingResponse:
     metadata, and variant (i, v) uses ``derive_seed(seed, i, v)``, so any call or variant can be replayed.
     """
     settings = state.settings
-    form = await read_form(request, settings, settings.max_images)
+    form = await read_form(request, settings, settings.max_images, field="images", limit="max_images")
     spec = parse_spec(text_field(form, "spec"))
     check_sizes(spec, settings.max_pixels)
     variants = int_field(form, "variants", 1, minimum=1)
