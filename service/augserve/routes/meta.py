@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from augserve_client.spec import OPS, Output, Spec
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..forms import parse_spec
@@ -51,7 +50,20 @@ async def list_ops() -> dict[str, Any]:
     }
 
 
-@router.post("/v1/specs/validate", tags=["spec"])
-async def validate_spec(spec: Any = Body(..., examples=[EXAMPLE_SPEC])) -> dict[str, Any]:  # noqa: B008
-    """Validate a spec and return its normalised form (every default filled in); 422 names the bad field."""
-    return parse_spec(json.dumps(spec)).model_dump(mode="json")
+@router.post(
+    "/v1/specs/validate",
+    tags=["spec"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": EXAMPLE_SPEC}},
+        }
+    },
+)
+async def validate_spec(request: Request) -> dict[str, Any]:
+    """Validate a spec and return its normalised form (every default filled in); 422 names the bad field.
+
+    The body is parsed here, not by FastAPI, so a body that is not JSON is ``invalid_spec`` naming ``spec``
+    like every other spec error (FastAPI would name a character position, or nothing for an empty body).
+    """
+    return parse_spec(await request.body()).model_dump(mode="json")
