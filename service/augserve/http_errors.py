@@ -27,6 +27,8 @@ def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
     for index, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not str(part).isidentifier():
+            continue  # a union member's tag, e.g. "constrained-int" or "tuple[constrained-int, ...]"
         elif not (index and isinstance(loc[index - 1], int) and part in ("reflect", "rotate", "crop", "shift")):
             path += f".{part}" if path else str(part)
     return path
