@@ -63,3 +63,52 @@ def encode(image: np.ndarray | Image.Image, fmt: str, **options: object) -> byte
     buffer = io.BytesIO()
     (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory, photos: list[np.ndarray]) -> Path:
+    """A read-only data root holding an ImageFolder ``pets`` (2 classes x 6 crops of the real photos)."""
+    root = tmp_path_factory.mktemp("root")
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(["cat", "dog"]):
+        (root / "pets" / name).mkdir(parents=True)
+        for index in range(6):
+            y, x = rng.integers(0, 200), rng.integers(0, 400)
+            Image.fromarray(photos[label][y : y + 64 + index, x : x + 80]).save(root / "pets" / name / f"{index}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def dataset_server(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Iterator[ServerProcess]:
+    """A server with a data root for folder datasets; its data directory outlives restarts within a test."""
+    process = ServerProcess(tmp_path_factory.mktemp("dataset-server") / "data", data_root=data_root, threads=2).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def indexed_files(tmp_path_factory: pytest.TempPathFactory, photos: list[np.ndarray]) -> list[Path]:
+    """48 small distinct crops of the real photos; registered with label == index, so the labels a trainer
+    receives say exactly which samples it got."""
+    folder = tmp_path_factory.mktemp("indexed")
+    paths = []
+    for index in range(48):
+        photo = photos[index % 2]
+        y, x = (index * 7) % 300, (index * 13) % 500
+        path = folder / f"{index:03d}.png"
+        Image.fromarray(photo[y : y + 40, x : x + 48]).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def small_spec() -> dict[str, object]:
+    """Every sample comes out 32x32 whatever its size: the shape a batch needs."""
+    return {
+        "ops": [
+            {"op": "reflect", "horizontal": True, "p": 0.5},
+            {"op": "rotate", "angle": [-20, 20], "p": 0.5},
+            {"op": "crop", "mode": "random_resized", "size": [32, 32], "scale": [0.5, 1.0]},
+        ],
+        "output": {"format": "npy"},
+    }

@@ -51,13 +51,14 @@ async def _service_error(_: Request, error: Exception) -> JSONResponse:
 
 
 async def _request_validation(_: Request, error: Exception) -> JSONResponse:
+    """FastAPI's body validation, in our shape; a problem inside the embedded spec is ``invalid_spec``."""
     assert isinstance(error, RequestValidationError)
     problems = [{"field": field_path(e["loc"][1:], ""), "message": e["msg"]} for e in error.errors()]
     first = problems[0] if problems else {"field": None, "message": "invalid request"}
-    body = ServiceError(
-        ErrorCode.INVALID_REQUEST, f"{first['field']}: {first['message']}", field=first["field"], errors=problems
-    )
-    return _respond(body)
+    field = first["field"] or ""
+    in_spec = field == "spec" or field.startswith(("spec.", "spec["))
+    code = ErrorCode.INVALID_SPEC if in_spec else ErrorCode.INVALID_REQUEST
+    return _respond(ServiceError(code, f"{field}: {first['message']}", field=first["field"], errors=problems))
 
 
 async def _http_error(_: Request, error: Exception) -> JSONResponse:

@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from augserve_client.datasets import IMAGE_SUFFIXES
+from augserve_client.datasets import IMAGE_SUFFIXES, NAME_PATTERN
 from augserve_client.errors import ErrorCode
 
 from .errors import ServiceError
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME = re.compile(NAME_PATTERN)
 HASH = re.compile(r"^[0-9a-f]{64}$")
 
 

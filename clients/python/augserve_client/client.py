@@ -156,7 +156,11 @@ class Client:
     # --- datasets ----------------------------------------------------------------------------------------
 
     def upload_dataset(
-        self, name: str, files: Sequence[str | Path], labels: Sequence[Label] | None = None, progress: bool = True
+        self,
+        name: str | None,
+        files: Sequence[str | Path],
+        labels: Sequence[Label] | None = None,
+        progress: bool = True,
     ) -> dict[str, Any]:
         """Register local files as dataset ``name``; only files the server lacks are uploaded."""
         return upload_files(self, name, [Path(file) for file in files], labels, progress)

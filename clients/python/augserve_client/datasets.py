@@ -9,6 +9,7 @@ asks the server which hashes it lacks (``POST /v1/blobs/missing``), uploads only
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .client import Client
 
 Label = int | str | None
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".npy"})
 UPLOAD_BATCH_BYTES = 32 << 20
 UPLOAD_BATCH_FILES = 256
@@ -36,7 +38,7 @@ class CreateDataset(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="letters, digits, '.', '_' and '-'; at most 64 characters")
+    name: str = Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_' and '-'; at most 64 characters")
     items: list[DatasetItem] | None = Field(None, min_length=1)
     folder: str | None = Field(None, description="ImageFolder layout, relative to the server's data_root")
 
@@ -75,13 +77,22 @@ def image_folder(folder: Path) -> tuple[list[Path], list[str]]:
 
 
 def upload_files(
-    client: Client, name: str, files: Sequence[Path], labels: Sequence[Label] | None = None, progress: bool = True
+    client: Client,
+    name: str | None,
+    files: Sequence[Path],
+    labels: Sequence[Label] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Register ``files`` as dataset ``name``, uploading only what the server does not have yet."""
+    """Register ``files`` as dataset ``name``, uploading only what the server does not have yet.
+
+    Without a name, the dataset is named after its content (``ds-`` and a hash of the file hashes and
+    labels), so registering the same folder again finds the same dataset.
+    """
     labels = list(labels) if labels is not None else [None] * len(files)
     if len(labels) != len(files):
         raise ValueError(f"{len(files)} files but {len(labels)} labels")
     hashes = [sha256_file(path) for path in files]
+    name = name or "ds-" + hashlib.sha256(json.dumps([hashes, labels]).encode()).hexdigest()[:16]
     missing = set(client.request("POST", "/v1/blobs/missing", json={"hashes": sorted(set(hashes))}).json()["missing"])
     path_of = dict(zip(hashes, files, strict=True))
     todo = [path_of[digest] for digest in sorted(missing)]

@@ -1,0 +1,211 @@
+"""Datasets against a real server: registration, deduplication, path safety, persistence, cache, refusals."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from augserve_client import Client, ConflictError, InvalidImageError, InvalidRequestError, NotFoundError
+from augserve_client.errors import ServerError
+from pydantic import ValidationError
+from servers import ServerProcess
+
+
+def blob_count(server: ServerProcess) -> int:
+    return sum(1 for path in (server.data_dir / "blobs").rglob("*") if path.is_file())
+
+
+def test_upload_stores_each_file_once(dataset_server: ServerProcess, indexed_files: list[Path]) -> None:
+    with Client(dataset_server.url) as client:
+        created = client.upload_dataset("once-a", indexed_files[:10], labels=list(range(10)), progress=False)
+        assert created["count"] == 10 and created["kind"] == "upload"
+        before = blob_count(dataset_server)
+        hashes = client.request("POST", "/v1/blobs/missing", json={"hashes": []}).json()
+        assert hashes == {"missing": []}
+        again = client.upload_dataset("once-b", indexed_files[:10], labels=list(range(10)), progress=False)
+        assert again["count"] == 10
+        assert blob_count(dataset_server) == before  # same bytes, second dataset: nothing new stored
+
+
+def test_registration_is_idempotent_and_conflicts_are_409(
+    dataset_server: ServerProcess, indexed_files: list[Path]
+) -> None:
+    with Client(dataset_server.url) as client:
+        client.upload_dataset("idem", indexed_files[:3], labels=[0, 1, 2], progress=False)
+        response = httpx.post(
+            f"{dataset_server.url}/v1/datasets",
+            json={"name": "idem", "items": [{"blob": d, "label": i} for i, d in enumerate(_hashes(indexed_files[:3]))]},
+        )
+        assert response.status_code == 200
+        with pytest.raises(ConflictError) as error:
+            client.upload_dataset("idem", indexed_files[:3], labels=[2, 1, 0], progress=False)
+        assert error.value.status == 409 and error.value.field == "name"
+
+
+def _hashes(paths: list[Path]) -> list[str]:
+    from augserve_client.datasets import sha256_file
+
+    return [sha256_file(path) for path in paths]
+
+
+def test_string_labels_become_classes(dataset_server: ServerProcess, indexed_files: list[Path]) -> None:
+    with Client(dataset_server.url) as client:
+        created = client.upload_dataset("strings", indexed_files[:4], labels=["b", "a", "b", None], progress=False)
+        assert created["classes"] == ["a", "b"]
+        batch = next(iter(client.epoch("strings", {"output": {"size": 8}}, batch_size=4, shuffle=False)))
+        assert batch.labels.tolist() == [1, 0, 1, -1]
+
+
+def test_server_folder_imagefolder_layout(dataset_server: ServerProcess) -> None:
+    with Client(dataset_server.url) as client:
+        created = client.register_folder("pets", "pets")
+        assert created["count"] == 12 and created["classes"] == ["cat", "dog"] and created["kind"] == "folder"
+        spec = {"output": {"size": [16, 16], "format": "npy"}}
+        labels = np.concatenate([b.labels for b in client.epoch("pets", spec, batch_size=5, shuffle=False)])
+        assert labels.tolist() == [0] * 6 + [1] * 6
+
+
+@pytest.mark.parametrize("folder", ["../", "pets/../..", "/etc", "/"])
+def test_paths_outside_the_root_are_refused(dataset_server: ServerProcess, folder: str) -> None:
+    response = httpx.post(f"{dataset_server.url}/v1/datasets", json={"name": "escape", "folder": folder})
+    assert response.status_code == 403
+    assert response.json()["code"] == "path_outside_root" and response.json()["field"] == "folder"
+
+
+def test_symlinks_out_of_the_root_are_refused(dataset_server: ServerProcess, data_root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret"
+    (outside / "class").mkdir(parents=True)
+    (outside / "class" / "x.png").write_bytes(b"not really")
+    (data_root / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (data_root / "linked-file" / "class").mkdir(parents=True)
+    (data_root / "linked-file" / "class" / "x.png").symlink_to(outside / "class" / "x.png")
+    try:
+        for folder in ("linked-dir", "linked-file"):
+            response = httpx.post(f"{dataset_server.url}/v1/datasets", json={"name": "sneaky", "folder": folder})
+            assert response.status_code == 403, response.text
+            assert response.json()["code"] == "path_outside_root"
+    finally:
+        os.unlink(data_root / "linked-dir")
+        os.unlink(data_root / "linked-file" / "class" / "x.png")
+
+
+def test_list_describe_delete(dataset_server: ServerProcess, indexed_files: list[Path]) -> None:
+    with Client(dataset_server.url) as client:
+        client.upload_dataset("doomed", indexed_files[:2], progress=False)
+        assert "doomed" in [d["name"] for d in client.datasets()]
+        described = client.describe("doomed")
+        assert described["count"] == 2 and described["bytes"] > 0
+        assert {"hits", "misses", "items", "bytes", "max_bytes"} <= set(described["cache"])
+        client.delete_dataset("doomed")
+        with pytest.raises(NotFoundError):
+            client.describe("doomed")
+        with pytest.raises(NotFoundError):
+            list(client.epoch("doomed", batch_size=2))
+
+
+def test_bad_uploads_and_references_are_4xx(dataset_server: ServerProcess) -> None:
+    with Client(dataset_server.url) as client:
+        with pytest.raises(InvalidImageError) as bad_file:
+            client.request("POST", "/v1/blobs", files=[("files", ("notes.txt", b"hello", "text/plain"))])
+        assert bad_file.value.file == "notes.txt" and bad_file.value.code == "not_an_image"
+        with pytest.raises(InvalidRequestError) as unknown_blob:
+            client.request("POST", "/v1/datasets", json={"name": "ghost", "items": [{"blob": "ab" * 32}]})
+        assert unknown_blob.value.field == "items[0].blob"
+        with pytest.raises(InvalidRequestError) as bad_name:
+            client.request("POST", "/v1/datasets", json={"name": "../x", "items": [{"blob": "ab" * 32}]})
+        assert bad_name.value.field == "name"
+        with pytest.raises(InvalidRequestError) as both:
+            client.request("POST", "/v1/datasets", json={"name": "x", "folder": "pets", "items": [{"blob": "ab"}]})
+        assert both.value.status == 422
+
+
+def test_epoch_refusals_come_before_streaming(dataset_server: ServerProcess) -> None:
+    with Client(dataset_server.url) as client:
+        client.register_folder("pets-r", "pets")
+        with pytest.raises(ServerError) as mixed:  # the pets crops have 6 different heights
+            list(client.epoch("pets-r", {"ops": [{"op": "reflect"}]}, batch_size=4))
+        assert mixed.value.code == "mixed_shapes" and mixed.value.status == 422
+        with pytest.raises(ServerError) as too_big:
+            list(client.epoch("pets-r", {"output": {"size": 8}}, batch_size=100_000))
+        assert too_big.value.code == "batch_too_large" and too_big.value.limit == "max_batch_size"
+        crop = {"ops": [{"op": "crop", "size": 500, "if_smaller": "error"}]}
+        with pytest.raises(ServerError) as no_fit:
+            list(client.epoch("pets-r", crop, batch_size=4))
+        assert no_fit.value.code == "crop_too_large"
+        with pytest.raises(ValidationError):  # the client refuses it before sending anything...
+            client.epoch("pets-r", batch_size=4, shard_index=3, shard_count=2)
+    body = {"batch_size": 4, "shard_index": 3, "shard_count": 2}  # ...and so does the server
+    response = httpx.post(f"{dataset_server.url}/v1/datasets/pets-r/epochs", json=body)
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    assert dataset_server.alive()
+
+
+def test_bad_spec_in_epoch_request_names_the_field(dataset_server: ServerProcess) -> None:
+    body = {"spec": {"ops": [{"op": "rotate", "angle": [9, 1]}]}, "batch_size": 2}
+    response = httpx.post(f"{dataset_server.url}/v1/datasets/pets/epochs", json=body)
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_spec" and response.json()["field"] == "spec.ops[0].angle"
+
+
+def test_second_epoch_is_served_from_the_cache(
+    dataset_server: ServerProcess, indexed_files: list[Path], small_spec: dict
+) -> None:
+    with Client(dataset_server.url) as client:
+        client.upload_dataset("cached", indexed_files[:12], progress=False)
+        list(client.epoch("cached", small_spec, batch_size=4, epoch=0))
+        before = client.describe("cached")["cache"]
+        list(client.epoch("cached", small_spec, batch_size=4, epoch=1))
+        after = client.describe("cached")["cache"]
+    assert after["misses"] == before["misses"]
+    assert after["hits"] - before["hits"] == 12
+
+
+def test_datasets_survive_restart_and_are_shared_by_replicas(
+    tmp_path: Path, indexed_files: list[Path], small_spec: dict
+) -> None:
+    data = tmp_path / "shared"
+    first = ServerProcess(data, threads=1).start()
+    try:
+        with Client(first.url) as client:
+            client.upload_dataset("shared", indexed_files[:8], labels=list(range(8)), progress=False)
+            expected = [b.images.copy() for b in client.epoch("shared", small_spec, batch_size=4, seed=5)]
+        second = ServerProcess(data, threads=1).start()  # a replica on the same data directory
+        try:
+            with Client(second.url) as client:
+                got = [b.images for b in client.epoch("shared", small_spec, batch_size=4, seed=5)]
+            assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+        finally:
+            second.stop()
+        first.stop()
+        restarted = ServerProcess(data, port=first.port, threads=1).start()
+        try:
+            with Client(restarted.url) as client:
+                assert client.describe("shared")["count"] == 8
+        finally:
+            restarted.stop()
+    finally:
+        first.stop()
+
+
+def test_a_stalled_reader_holds_back_production(tmp_path: Path, indexed_files: list[Path]) -> None:
+    """Backpressure: while the trainer does not read, the server computes only a bounded window ahead.
+
+    96 samples of 384x384x3 (442 KB) make a 42 MB epoch, far more than the compute window (2 x threads batches)
+    plus the socket buffers. Every sample produced is one cache lookup, so the hit count measures production.
+    """
+    server = ServerProcess(tmp_path / "data", threads=2).start()
+    try:
+        with Client(server.url) as client:
+            client.upload_dataset("big", indexed_files * 2, progress=False)  # uploading warms the cache
+            body = {"spec": {"output": {"size": [384, 384], "format": "npy"}}, "batch_size": 4}
+            with client.http.stream("POST", "/v1/datasets/big/epochs", json=body) as response:
+                assert next(response.iter_raw(1 << 16))
+                time.sleep(1.5)  # a stalled trainer
+                produced = client.describe("big")["cache"]["hits"]
+        assert 0 < produced <= 72, f"{produced} of 96 samples produced while nobody read"
+    finally:
+        server.stop()
