@@ -52,7 +52,13 @@ def npy_parts(array: np.ndarray) -> list[Buffer]:
     array = np.ascontiguousarray(array)
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
-    return [header.getvalue(), memoryview(array).cast("B")]
+    return [header.getvalue(), raw_bytes(array)]
+
+
+def raw_bytes(array: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy; unlike ``memoryview(a).cast("B")`` it accepts an
+    array with a 0 in its shape (an empty batch, an empty upload)."""
+    return memoryview(array.reshape(-1).view(np.uint8))
 
 
 def npy_shape(data: Buffer) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -173,7 +179,7 @@ def batch_frame(images: np.ndarray, **fields: Any) -> list[Buffer]:
     """A batch frame: ``images`` is (N, H, W, C) uint8; ``fields`` carry labels, indices, seeds, ..."""
     images = np.ascontiguousarray(images)
     header = {"kind": "batch", "shape": list(images.shape), "dtype": str(images.dtype), **fields}
-    return frame(header, [memoryview(images).cast("B")])
+    return frame(header, [raw_bytes(images)])
 
 
 class FrameReader:
