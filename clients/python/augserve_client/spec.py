@@ -20,6 +20,7 @@ Border = Literal["constant", "reflect", "replicate"]
 Interpolation = Literal["nearest", "linear", "cubic", "area", "lanczos"]
 Format = Literal["png", "jpeg", "webp", "npy"]
 Shape = tuple[int, int]
+DEFAULT_ANGLE = (-15.0, 15.0)
 MAX_SHIFT_PX = 2**31 - 1  # OpenCV's coordinates are 32-bit; anything larger moves the content out of any image
 
 
@@ -80,27 +81,37 @@ class Rotate(_Bordered):
     """Rotate about the centre by an angle drawn from ``angle``, or by one of ``right_angles``.
 
     A range rotation keeps the image shape (corners are filled per ``border``); a right-angle rotation is
-    lossless and swaps height and width for 90 and 270.
+    lossless and swaps height and width for 90 and 270. Exactly one of the two is set: ``angle`` defaults to
+    [-15, 15] unless ``right_angles`` is given, and stays null then, so the normalised form validates again.
     """
 
     op: Literal["rotate"] = "rotate"
     p: float = Field(0.5, ge=0.0, le=1.0)
-    angle: Range = Field((-15.0, 15.0), description="[min, max] degrees, counter-clockwise positive")
+    angle: Range | None = Field(
+        None, description="[min, max] degrees, counter-clockwise positive; [-15, 15] unless right_angles is given"
+    )
     right_angles: list[Literal[90, 180, 270]] | None = Field(
         None, min_length=1, description="rotate by one of these instead of a range (lossless)"
     )
     interpolation: Interpolation = "linear"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_angle(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("right_angles") is None and data.get("angle") is None:
+            data = {**data, "angle": DEFAULT_ANGLE}
+        return data
+
     @field_validator("angle")
     @classmethod
-    def _within_turn(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if not -360.0 <= value[0] <= value[1] <= 360.0:
+    def _within_turn(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not -360.0 <= value[0] <= value[1] <= 360.0:
             raise ValueError("angle must lie within [-360, 360]")
         return value
 
     @model_validator(mode="after")
     def _one_mode(self) -> Rotate:
-        if self.right_angles is not None and "angle" in self.model_fields_set:
+        if self.right_angles is not None and self.angle is not None:
             raise ValueError("give either angle (a range) or right_angles, not both")
         return self
 
