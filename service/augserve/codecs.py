@@ -84,7 +84,7 @@ def _to_rgb(image: Image.Image, name: str) -> np.ndarray:
     if image.mode == "F":
         raise ServiceError(ErrorCode.UNSUPPORTED_MODE, f"{name} is 32-bit float (mode F)", file=name)
     if image.mode.startswith("I"):
-        high_byte = (np.asarray(image).astype(np.uint32).clip(0, 65535) >> 8).astype(np.uint8)
+        high_byte = (np.asarray(image).clip(0, 65535) >> 8).astype(np.uint8)  # clip first: I is signed
         return np.ascontiguousarray(np.repeat(high_byte[..., None], 3, axis=2))
     if image.mode != "RGB":
         with warnings.catch_warnings():  # Pillow warns about palette transparency it is about to drop
