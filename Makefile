@@ -24,6 +24,14 @@ $(VENV)/.dev: pyproject.toml
 	$(BIN)/pip install -q -e '.[server,torch,dev]'
 	touch $@ $(VENV)/.server
 
+# Debian's nginx for tests/deploy, which run the real docker/nginx.conf. Skipped when nginx is there already
+# (/usr/sbin is not on a non-root PATH). Package `nginx`: bookworm's `nginx-light` is only nginx plus the echo
+# module. The tests run it with their own prefix and ports, never as the system service.
+.PHONY: system-deps
+system-deps:
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx)
+
 serve: $(VENV)/.server
 	mkdir -p data
 	AUGSERVE_HOST=$(HOST) AUGSERVE_PORT=$(PORT) AUGSERVE_DATA_DIR=$(CURDIR)/data $(BIN)/augserve
@@ -31,7 +39,7 @@ serve: $(VENV)/.server
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
-test: $(VENV)/.dev lint
+test: $(VENV)/.dev lint system-deps
 	$(BIN)/python -m pytest -q
 
 # Benchmarks: side-by-side ratios in one run; results in bench/results/ (JSON, markdown, plot).

@@ -1,0 +1,57 @@
+# augserve server image. Build from the repository root:
+#   docker build -t augserve:0.1.0 .
+# Every knob is an AUGSERVE_* environment variable (see docs/deploy.md); the defaults below are for a container.
+
+# Same base in both stages: the venv's interpreter links to /usr/local/bin/python3.11, which must exist unchanged.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: resolve and install the server extra into a self-contained venv -------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+# .dockerignore lets in only pyproject.toml, README.md and the two packages, so tests and venvs never leak in.
+COPY . .
+# Not editable: the final stage gets installed files, not a link back to /src.
+RUN /opt/venv/bin/pip install --no-cache-dir ".[server]"
+
+# --- final: runtime only (no compilers, no test tools, no source tree) -------------------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="augserve" \
+      org.opencontainers.image.description="Image data augmentation as a service" \
+      org.opencontainers.image.licenses="MIT"
+
+# NO_ALBUMENTATIONS_UPDATE: albumentations asks the package index for updates on import otherwise.
+# AUGSERVE_HOST=0.0.0.0: the settings default is loopback, unreachable from outside a container.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    NO_ALBUMENTATIONS_UPDATE=1 \
+    AUGSERVE_HOST=0.0.0.0 \
+    AUGSERVE_PORT=8000 \
+    AUGSERVE_DATA_DIR=/data
+
+# A fixed numeric uid: Kubernetes' runAsNonRoot can only verify a numeric USER, and the same uid owns /data so
+# a fresh named volume (which copies the image directory's owner) is writable by the service.
+RUN groupadd --system --gid 10001 augserve \
+    && useradd --system --uid 10001 --gid augserve --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin augserve \
+    && mkdir -p /data \
+    && chown augserve:augserve /data
+
+# Owned by root and read-only to the service user: the running process cannot modify its own code.
+COPY --from=builder /opt/venv /opt/venv
+
+USER 10001:10001
+VOLUME ["/data"]
+EXPOSE 8000
+
+# Liveness only (/healthz). Python, because the slim base has no curl or wget; -I keeps the working directory
+# off sys.path.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-I", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('AUGSERVE_PORT', '8000'), timeout=4)"]
+
+# `augserve` runs uvicorn with the augserve.app:create_app factory; AUGSERVE_WORKERS sets its process count.
+CMD ["augserve"]
