@@ -1,0 +1,374 @@
+"""The Python client: inputs of every kind, output formats, typed errors from the real server, local spec
+validation, and broken streams from a fake peer (a raw socket that sends what a failing server would)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from augserve_client import (
+    AugserveError,
+    Client,
+    Crop,
+    InternalServerError,
+    InvalidImageError,
+    InvalidRequestError,
+    LimitExceededError,
+    Output,
+    ProtocolError,
+    Reflect,
+    Rotate,
+    ServerError,
+    Spec,
+    TransportError,
+    derive_seed,
+)
+from augserve_client.wire import END_OF_ARCHIVE, ERROR_MEMBER, json_bytes, npy_parts, tar_member
+from conftest import encode
+from PIL import Image
+from pydantic import ValidationError
+from servers import ServerProcess, free_port
+
+CROP = {"ops": [{"op": "reflect"}, {"op": "crop", "size": [64, 80]}]}
+
+
+@pytest.fixture(scope="module")
+def pixels(photos: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(photos[0][100:220, 200:360])
+
+
+def test_augment_streams_variants_with_their_metadata(client: Client, photo_files: list[Path]) -> None:
+    stream = client.augment(photo_files, CROP, variants=3, seed=11)
+    assert stream.seed == 11 and stream.count == 6
+    variants = list(stream)
+    assert [variant.name for variant in variants] == [f"0000{i}_00{v}.npy" for i in range(2) for v in range(3)]
+    for variant in variants:
+        assert variant.image.shape == (64, 80, 3) and variant.image.dtype == np.uint8
+        assert variant.seed == derive_seed(11, variant.meta["image"], variant.meta["variant"])
+        assert variant.meta["source"] == photo_files[variant.meta["image"]].name
+
+
+def test_without_a_seed_the_stream_reports_the_one_the_server_chose(client: Client, pixels: np.ndarray) -> None:
+    stream = client.augment([pixels], CROP, variants=2)
+    first = [variant.image.tobytes() for variant in stream]
+    replay = [variant.image.tobytes() for variant in client.augment([pixels], CROP, variants=2, seed=stream.seed)]
+    assert replay == first
+
+
+@pytest.mark.parametrize("fmt", ["npy", "png", "jpeg", "webp"])
+def test_every_format_decodes_to_the_right_shape(client: Client, pixels: np.ndarray, fmt: str) -> None:
+    variants = list(client.augment([pixels], CROP, variants=2, seed=3, format=fmt))
+    assert all(variant.name.endswith({"jpeg": ".jpg"}.get(fmt, f".{fmt}")) for variant in variants)
+    assert all(variant.image.shape == (64, 80, 3) for variant in variants)
+    if fmt == "png":  # lossless: the same pixels as raw npy
+        raw = list(client.augment([pixels], CROP, variants=2, seed=3, format="npy"))
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(variants, raw, strict=True))
+
+
+def test_format_none_keeps_the_specs_own(client: Client, pixels: np.ndarray) -> None:
+    spec = {**CROP, "output": {"format": "webp"}}
+    assert [variant.name for variant in client.augment([pixels], spec, format=None)] == ["00000_000.webp"]
+
+
+def test_paths_bytes_pil_images_and_arrays_are_the_same_input(
+    client: Client, pixels: np.ndarray, tmp_path: Path
+) -> None:
+    path = tmp_path / "pixels.png"
+    Image.fromarray(pixels).save(path)
+    inputs = [path, str(path), path.read_bytes(), Image.fromarray(pixels), pixels]
+    results = [[v.image.tobytes() for v in client.augment([item], CROP, variants=2, seed=5)] for item in inputs]
+    assert all(result == results[0] for result in results)
+
+
+def test_greyscale_arrays_come_back_as_rgb(client: Client, pixels: np.ndarray) -> None:
+    grey = np.ascontiguousarray(pixels[..., 1])
+    (variant,) = client.augment([grey], {"ops": [{"op": "reflect", "p": 1}]}, seed=1)
+    np.testing.assert_array_equal(variant.image, np.repeat(grey[:, ::-1, None], 3, axis=2))
+
+
+def test_builders_plain_dicts_and_json_text_are_the_same_spec(client: Client, pixels: np.ndarray) -> None:
+    built = Spec(ops=[Reflect(p=1.0), Rotate(right_angles=[90], p=1.0), Crop(size=(40, 30))], output=Output(size=20))
+    as_dict = built.model_dump(mode="json")
+    outputs = [[v.image.tobytes() for v in client.augment([pixels], s, variants=2, seed=2)] for s in (built, as_dict)]
+    outputs.append([v.image.tobytes() for v in client.augment([pixels], json.dumps(as_dict), variants=2, seed=2)])
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert np.frombuffer(outputs[0][0], np.uint8).size == 20 * 20 * 3
+
+
+def test_right_angle_specs_go_through_the_client(client: Client, pixels: np.ndarray) -> None:
+    (variant,) = client.augment([pixels], {"ops": [{"op": "rotate", "right_angles": [90], "p": 1}]}, seed=1)
+    np.testing.assert_array_equal(variant.image, np.rot90(pixels))
+    assert variant.meta["applied"][0]["angle"] == 90
+
+
+def test_validate_spec_and_ops(client: Client) -> None:
+    assert client.validate_spec({"ops": [{"op": "reflect"}]})["ops"][0]["p"] == 0.5
+    assert client.validate_spec(Spec(ops=[Rotate(right_angles=[180])]))["ops"][0]["angle"] is None
+    assert set(client.ops()["ops"]) == {"reflect", "rotate", "crop", "shift"}
+    assert client.health()
+
+
+def test_a_stream_can_be_closed_early_and_the_client_reused(client: Client, pixels: np.ndarray) -> None:
+    stream = client.augment([pixels], CROP, variants=16, seed=1)
+    next(stream)
+    stream.close()
+    assert len(list(client.augment([pixels], CROP, variants=2, seed=1))) == 2
+
+
+# --- typed errors from the real server ---------------------------------------------------------------------
+
+
+def test_a_bad_request_raises_invalid_request_error_naming_the_field(client: Client, pixels: np.ndarray) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        client.augment([pixels], CROP, variants=0)
+    assert (caught.value.status, caught.value.code, caught.value.field) == (422, "invalid_request", "variants")
+    with pytest.raises(InvalidRequestError) as caught:
+        client.validate_spec({"ops": [{"op": "rotate", "angle": [3, 1]}]})
+    assert caught.value.code == "invalid_spec" and caught.value.field == "spec.ops[0].angle"
+
+
+def test_a_crop_too_large_names_the_file_and_the_field(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.png"
+    Image.new("RGB", (10, 10)).save(path)
+    with pytest.raises(InvalidRequestError) as caught:
+        client.augment([path], {"ops": [{"op": "crop", "size": 20, "if_smaller": "error"}]})
+    assert caught.value.code == "crop_too_large"
+    assert (caught.value.file, caught.value.field) == ("tiny.png", "spec.ops[0].size")
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"", 422, "empty_file"),
+        (b"no picture here", 422, "not_an_image"),
+        (encode(np.zeros((16, 16, 3), np.uint8), "ICO"), 415, "unsupported_format"),
+    ],
+)
+def test_a_bad_image_raises_invalid_image_error_naming_the_file(
+    client: Client, content: bytes, status: int, code: str
+) -> None:
+    with pytest.raises(InvalidImageError) as caught:
+        client.augment([encode(np.zeros((8, 8, 3), np.uint8), "PNG"), content])
+    assert (caught.value.status, caught.value.code, caught.value.file) == (status, code, "image00001")
+    assert caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("images", "variants", "status", "limit"),
+    [(1, 17, 422, "max_variants"), (9, 1, 413, "max_images")],
+)
+def test_a_limit_raises_limit_exceeded_error_naming_it(
+    client: Client, pixels: np.ndarray, images: int, variants: int, status: int, limit: str
+) -> None:
+    with pytest.raises(LimitExceededError) as caught:
+        client.augment([pixels[:8, :8]] * images, CROP, variants=variants)
+    assert (caught.value.status, caught.value.limit) == (status, limit)
+    assert isinstance(caught.value, ServerError) and isinstance(caught.value, AugserveError)
+
+
+def test_an_image_over_the_pixel_limit(client: Client) -> None:
+    with pytest.raises(LimitExceededError) as caught:
+        client.augment([np.zeros((1000, 2001), np.uint8)])
+    assert (caught.value.code, caught.value.limit, caught.value.file) == (
+        "image_too_large",
+        "max_pixels",
+        "image00000.npy",
+    )
+
+
+# --- no server ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nowhere() -> Iterator[Client]:
+    """A client for a port nothing listens on: any request it sends fails with a transport error."""
+    with Client(f"http://127.0.0.1:{free_port()}", timeout=5) as unreachable:
+        yield unreachable
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"ops": [{"op": "blur"}]}, {"ops": [{"op": "rotate", "angle": [9, 1]}]}, '{"version": 2}', '{"ops": [}'],
+    ids=["unknown op", "range", "version in JSON text", "broken JSON text"],
+)
+def test_a_bad_spec_is_refused_locally_before_anything_is_sent(nowhere: Client, spec: object) -> None:
+    with pytest.raises(ValidationError):
+        nowhere.augment([np.zeros((4, 4, 3), np.uint8)], spec)  # type: ignore[arg-type]
+
+
+def test_an_unreachable_server_is_a_transport_error(nowhere: Client) -> None:
+    with pytest.raises(TransportError):
+        nowhere.augment([np.zeros((4, 4, 3), np.uint8)], CROP)
+    with pytest.raises(TransportError):
+        nowhere.ops()
+    assert not nowhere.health()
+
+
+def test_an_unsupported_input_type_is_a_type_error(nowhere: Client) -> None:
+    with pytest.raises(TypeError, match="cannot upload"):
+        nowhere.augment([12345], CROP)  # type: ignore[list-item]
+
+
+def test_the_client_closes_its_connections(server: ServerProcess) -> None:
+    with Client(server.url) as scoped:
+        assert scoped.health()
+    assert scoped.http.is_closed
+
+
+# --- a fake peer that breaks the stream --------------------------------------------------------------------
+
+
+class FakePeer:
+    """A raw HTTP/1.1 peer for one request: it reads the request, sends ``parts`` and closes the connection.
+    Not our server: a broken one. Between parts it waits (up to 2 s) for ``resume``, so a test can check what
+    the client handed over before the rest was sent."""
+
+    def __init__(self, *parts: bytes, resume: threading.Event | None = None) -> None:
+        self.parts = parts
+        self.resume = resume or threading.Event()
+        self.waited_out = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            self._read_request(connection)
+            for index, part in enumerate(self.parts):
+                if index and not self.resume.wait(2):
+                    self.waited_out = True
+                connection.sendall(part)
+
+    @staticmethod
+    def _read_request(connection: socket.socket) -> None:
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += connection.recv(65536)
+        head, body = received.split(b"\r\n\r\n", 1)
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+        while len(body) < length:
+            body += connection.recv(65536)
+
+    def close(self) -> None:
+        self.resume.set()
+        self.listener.close()
+        self.thread.join(10)
+
+
+def tar_of(*members: tuple[str, bytes]) -> bytes:
+    return b"".join(bytes(b) for name, data in members for b in tar_member(name, [data]))
+
+
+VARIANT = (
+    ("00000_000.npy", b"".join(bytes(p) for p in npy_parts(np.zeros((2, 2, 3), np.uint8)))),
+    ("00000_000.json", json_bytes({"seed": 1, "image": 0, "variant": 0})),
+)
+
+
+def http_response(body: bytes, headers: dict[str, str]) -> bytes:
+    base = {"Content-Type": "application/x-tar", "X-Augserve-Seed": "1", "X-Augserve-Count": "2"}
+    lines = [f"{key}: {value}" for key, value in {**base, **headers}.items()]
+    return ("HTTP/1.1 200 OK\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+BROKEN = {
+    "content-length cut short": (
+        http_response(tar_of(*VARIANT), {"Content-Length": str(len(tar_of(*VARIANT)) * 2)}),
+        ProtocolError,
+        "broke off",
+    ),
+    "chunked body cut mid-chunk": (
+        http_response(chunk(tar_of(*VARIANT)) + b"4000\r\n" + bytes(100), {"Transfer-Encoding": "chunked"}),
+        ProtocolError,
+        "broke off",
+    ),
+    "no end-of-archive marker": (
+        http_response(tar_of(*VARIANT), {"Connection": "close"}),
+        ProtocolError,
+        "end-of-archive",
+    ),
+    "fewer variants than announced": (
+        http_response(tar_of(*VARIANT) + END_OF_ARCHIVE, {"Connection": "close"}),
+        ProtocolError,
+        "announced 2 variants and sent 1",
+    ),
+    "not a tar": (
+        http_response(b"{}", {"Content-Type": "application/json", "Content-Length": "2"}),
+        ProtocolError,
+        "expected a tar stream",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN), ids=list(BROKEN))
+def test_a_broken_stream_raises_instead_of_ending_quietly(case: str) -> None:
+    response, error, message = BROKEN[case]
+    peer = FakePeer(response)
+    try:
+        with Client(peer.url, timeout=10) as broken:
+            received = []
+            with pytest.raises(error, match=message):
+                for variant in broken.augment([np.zeros((2, 2, 3), np.uint8)], CROP, seed=1):
+                    received.append(variant)
+            assert len(received) <= 1  # what arrived before the break is still delivered
+    finally:
+        peer.close()
+
+
+def test_a_peer_that_answers_with_an_error_body(tmp_path: Path) -> None:
+    body = json.dumps({"code": "too_many_variants", "message": "no", "limit": "max_variants"}).encode()
+    head = f"HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    peer = FakePeer(head.encode() + b"\r\n\r\n" + body)
+    try:
+        with Client(peer.url, timeout=10) as other, pytest.raises(LimitExceededError) as caught:
+            other.augment([io.BytesIO(b"").getvalue() or b"x"], CROP)
+        assert caught.value.limit == "max_variants" and caught.value.status == 422
+    finally:
+        peer.close()
+
+
+def test_an_error_member_mid_stream_raises_the_servers_error() -> None:
+    """Needs a transport that hands bytes over as they arrive (httpx ``iter_raw()`` without a chunk size)."""
+    error = tar_of((ERROR_MEMBER, json_bytes({"code": "internal", "message": "boom"})))
+    peer = FakePeer(
+        http_response(chunk(tar_of(*VARIANT)) + chunk(error), {"Transfer-Encoding": "chunked"})
+    )  # and then the connection drops without the last chunk, as uvicorn does when the stream raises
+    try:
+        with Client(peer.url, timeout=10) as broken, pytest.raises(InternalServerError, match="boom") as caught:
+            list(broken.augment([np.zeros((2, 2, 3), np.uint8)], CROP, seed=1))
+        assert caught.value.code == "internal"
+    finally:
+        peer.close()
+
+
+def test_each_variant_is_handed_over_as_soon_as_it_has_arrived() -> None:
+    """The client parses as bytes arrive: a small variant is not held back until more data comes."""
+    second = ("00000_001.npy", VARIANT[0][1]), ("00000_001.json", json_bytes({"seed": 2, "image": 0, "variant": 1}))
+    peer = FakePeer(
+        http_response(chunk(tar_of(*VARIANT)), {"Transfer-Encoding": "chunked"}),
+        chunk(tar_of(*second) + END_OF_ARCHIVE) + b"0\r\n\r\n",
+    )
+    try:
+        with Client(peer.url, timeout=10) as slow:
+            stream = slow.augment([np.zeros((2, 2, 3), np.uint8)], CROP, seed=1)
+            first = next(stream)
+            handed_over_early = not peer.waited_out  # the peer was still holding the second variant back
+            peer.resume.set()
+            assert [first.name, *(variant.name for variant in stream)] == ["00000_000.npy", "00000_001.npy"]
+        assert handed_over_early
+    finally:
+        peer.close()
