@@ -254,19 +254,30 @@ def test_a_request_declared_too_large_is_refused_before_its_body_is_read(server:
     assert body["limit_value"] == 4_000_000 and "4000001" in body["message"]
 
 
-def test_a_chunked_request_is_counted_as_it_arrives(server: ServerProcess) -> None:
-    """No Content-Length (chunked): the body is refused the moment it crosses the limit."""
-    boundary = b"b0undary"
-    head = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n\r\n'
+BOUNDARY = "b0undary"
+CHUNKED_BODIES = {
+    "/v1/augment": (
+        f"multipart/form-data; boundary={BOUNDARY}",
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n\r\n'.encode(),
+        f"\r\n--{BOUNDARY}--\r\n".encode(),
+    ),
+    "/v1/specs/validate": ("application/json", b'{"ops": [], "x": "', b'"}'),
+    "/v1/datasets": ("application/json", b'{"name": "', b'"}'),  # a route whose JSON body FastAPI parses
+}
+
+
+@pytest.mark.parametrize("path", list(CHUNKED_BODIES))
+def test_a_chunked_request_is_counted_as_it_arrives(server: ServerProcess, path: str) -> None:
+    """No Content-Length (chunked): the body is refused with 413 the moment it crosses the limit."""
+    content_type, head, tail = CHUNKED_BODIES[path]
 
     def body() -> Iterator[bytes]:
         yield head
         for _ in range(9):
-            yield bytes(500_000)
-        yield b"\r\n--" + boundary + b"--\r\n"
+            yield b"x" * 500_000
+        yield tail
 
-    headers = {"content-type": f"multipart/form-data; boundary={boundary.decode()}"}
-    response = httpx.post(f"{server.url}/v1/augment", content=body(), headers=headers, timeout=30)
+    response = httpx.post(f"{server.url}{path}", content=body(), headers={"content-type": content_type}, timeout=30)
     assert "content-length" not in response.request.headers
     check_error(response, 413, "request_too_large", {"limit": "max_request_bytes"})
 

@@ -63,6 +63,8 @@ async def _request_validation(_: Request, error: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
+    if isinstance(error.__cause__, ServiceError):  # FastAPI turns what BodyLimit raises mid-JSON-body into a 400
+        return _respond(error.__cause__)
     code = _HTTP_CODES.get(error.status_code, "http_error")
     return JSONResponse({"code": code, "message": str(error.detail)}, status_code=error.status_code)
 
