@@ -11,8 +11,6 @@ import httpx
 
 from .errors import ProtocolError, TransportError, error_from_body
 
-CHUNK_BYTES = 1 << 20
-
 
 def raise_for_error(response: httpx.Response) -> None:
     """Raise the typed exception for an error response (reading its body if it was streamed)."""
@@ -37,7 +35,13 @@ def open_stream(http: httpx.Client, method: str, path: str, **kwargs: Any) -> It
 
 
 def raw_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives, one piece per socket read (up to 64 KiB), without re-chunking.
+
+    ``iter_raw(chunk_size)`` would re-chunk through a BytesIO (about 0.1 ms of CPU per 150 KB variant here,
+    several copies) and hold small variants back until a whole chunk has arrived; the readers in
+    :mod:`.wire` take pieces of any size and copy each body once.
+    """
     try:
-        yield from response.iter_raw(CHUNK_BYTES)
+        yield from response.iter_raw()
     except httpx.TransportError as error:
         raise ProtocolError(f"the stream broke off: {error}") from error
