@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -148,7 +149,7 @@ def test_real_curl_output_is_a_tar(server: ServerProcess, photo_files: list[Path
     assert [name for name, _ in read] == ["00000_000.jpg", "00000_000.json", "00000_001.jpg", "00000_001.json"]
     assert decoded(*read[0]).shape == (64, 64, 3)
     if shutil.which("tar"):  # the README's `curl ... | tar x`
-        pipeline = f"set -o pipefail; {' '.join(map(repr, command))} -F seed=3 {server.url}/v1/augment | tar x"
+        pipeline = f"set -o pipefail; {shlex.join(command)} -F seed=3 {server.url}/v1/augment | tar x"
         subprocess.run(["bash", "-c", pipeline], cwd=tmp_path, check=True, timeout=60)
         assert sorted(path.name for path in tmp_path.iterdir()) == sorted(name for name, _ in read)
         assert (tmp_path / "00000_001.jpg").read_bytes() == read[2][1]
