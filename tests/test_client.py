@@ -372,3 +372,9 @@ def test_each_variant_is_handed_over_as_soon_as_it_has_arrived() -> None:
         assert handed_over_early
     finally:
         peer.close()
+
+
+def test_validate_spec_text_that_is_not_json_is_a_typed_error(client: Client) -> None:
+    with pytest.raises(InvalidRequestError) as error:
+        client.validate_spec("{not json")
+    assert error.value.code == "invalid_spec" and error.value.field == "spec"

@@ -209,3 +209,27 @@ def test_a_stalled_reader_holds_back_production(tmp_path: Path, indexed_files: l
         assert 0 < produced <= 72, f"{produced} of 96 samples produced while nobody read"
     finally:
         server.stop()
+
+
+def test_epoch_output_sizes_are_bounded_by_the_pixel_limit(tmp_path: Path, indexed_files: list[Path]) -> None:
+    server = ServerProcess(tmp_path / "data", max_pixels=10_000, threads=1).start()
+    try:
+        with Client(server.url) as client:
+            client.upload_dataset("tiny", indexed_files[:2], progress=False)
+            with pytest.raises(ServerError) as error:
+                list(client.epoch("tiny", {"output": {"size": [200, 200]}}, batch_size=2))
+        assert error.value.code == "image_too_large" and error.value.limit == "max_pixels"
+        assert error.value.field == "spec.output.size"
+    finally:
+        server.stop()
+
+
+def test_too_many_files_in_one_upload_names_the_limit(tmp_path: Path, indexed_files: list[Path]) -> None:
+    server = ServerProcess(tmp_path / "data", max_upload_files=2, threads=1).start()
+    try:
+        files = [("files", (path.name, path.read_bytes(), "image/png")) for path in indexed_files[:5]]
+        response = httpx.post(f"{server.url}/v1/blobs", files=files)
+        assert response.status_code == 413
+        assert response.json()["limit"] == "max_upload_files" and response.json()["field"] == "files"
+    finally:
+        server.stop()

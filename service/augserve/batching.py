@@ -2,12 +2,17 @@
 
 Everything that can be refused is refused before the first byte: unknown dataset, a spec that cannot give
 one shape for this dataset's images, a crop that does not fit with ``if_smaller: error``, a batch too large.
+
+A batch is one job, except the first batch of a stream: it is split into parts that the pool computes at once,
+so it arrives in a fraction of its compute time (a trainer waits for it). Later batches are computed ahead
+while earlier ones are sent, so their latency is hidden, and whole-batch jobs keep the per-job overhead low.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
+from itertools import pairwise
 
 import numpy as np
 from augserve_client.epochs import Batch, EpochRequest, batches_per_shard, sample_seed, shard_batches
@@ -15,15 +20,33 @@ from augserve_client.errors import ErrorCode
 from augserve_client.wire import Buffer, batch_frame, frame
 
 from . import codecs
-from .engine import check_fits
+from .engine import check_fits, check_sizes
 from .errors import ServiceError, limit_exceeded, stream_error_body
 from .state import AppState
 from .store import Manifest
 from .streaming import Job
 
+# Successful shape checks, by (dataset name, spec, distinct image sizes); failures are checked again each time.
+_SHAPES: dict[tuple[str, str, frozenset[tuple[int, int]]], tuple[int, int]] = {}
+MAX_SHAPES = 256
+
 
 def output_shape(manifest: Manifest, request: EpochRequest) -> tuple[int, int]:
-    """The one (height, width) every sample of this epoch will have, or a 422 explaining why there is none."""
+    """The one (height, width) every sample of this epoch will have, or a 422 explaining why there is none.
+
+    Checking every distinct size takes ~3 ms for 512 sizes, on the event loop, in front of the first batch, and
+    every epoch of every worker asks again: the answer is remembered (it depends on nothing else)."""
+    key = (manifest.name, request.spec.model_dump_json(), frozenset(manifest.sizes))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = _check_shapes(manifest, request)
+        if len(_SHAPES) >= MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[key] = shape
+    return shape
+
+
+def _check_shapes(manifest: Manifest, request: EpochRequest) -> tuple[int, int]:
     shapes: set[tuple[int, int]] = set()
     for height, width in set(manifest.sizes):
         check_fits(request.spec, height, width, f"an image of {manifest.name!r}")
@@ -49,6 +72,7 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> tuple[li
             f"batch_size {request.batch_size} asked",
             field="batch_size",
         )
+    check_sizes(request.spec, state.settings.max_pixels)
     shape = output_shape(manifest, request)
     total = batches_per_shard(len(manifest.keys), request.shard_count, request.batch_size, request.drop_last)
     return shard_batches(len(manifest.keys), request), total, shape
@@ -57,7 +81,13 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> tuple[li
 def jobs(
     state: AppState, manifest: Manifest, request: EpochRequest, batches: list[Batch], shape: tuple[int, int]
 ) -> Iterator[Job]:
-    return (partial(_batch, state, manifest, request, batch, shape) for batch in batches)
+    for number, batch in enumerate(batches):
+        images = np.empty((len(batch.indices), *shape, 3), dtype=np.uint8)
+        parts = 2 * state.settings.pool_threads if number == 0 else 1  # 2 per thread: image sizes vary
+        bounds = np.linspace(0, len(batch.indices), parts + 1).astype(int)
+        for start, stop in pairwise(bounds[:-1]):
+            yield partial(_fill_part, state, manifest, request, batch, images, int(start), int(stop))
+        yield partial(_batch, state, manifest, request, batch, images, int(bounds[-2]))
 
 
 def decoded(state: AppState, manifest: Manifest, index: int) -> np.ndarray:
@@ -68,14 +98,26 @@ def decoded(state: AppState, manifest: Manifest, index: int) -> np.ndarray:
     )
 
 
-def _batch(
-    state: AppState, manifest: Manifest, request: EpochRequest, batch: Batch, shape: tuple[int, int]
+def _fill_part(
+    state: AppState, manifest: Manifest, request: EpochRequest, batch: Batch, images: np.ndarray, start: int, stop: int
 ) -> list[Buffer]:
+    """Augment samples ``start:stop`` of ``batch`` into their slots of ``images``; returns nothing to send.
+
+    A stream sends job results in job order, so the frame (which views ``images``, returned by the batch's last
+    job) goes out only after every part has been awaited, even if the last job finished first."""
     pipeline = state.pipelines.get(request.spec)
-    images = np.empty((len(batch.indices), *shape, 3), dtype=np.uint8)
+    for slot in range(start, stop):
+        index = int(batch.indices[slot])
+        images[slot] = pipeline(decoded(state, manifest, index), sample_seed(request.seed, request.epoch, index)).image
+    return []
+
+
+def _batch(
+    state: AppState, manifest: Manifest, request: EpochRequest, batch: Batch, images: np.ndarray, start: int
+) -> list[Buffer]:
+    """Augment the samples from ``start`` on (the earlier ones came from parts) and frame the whole batch."""
+    _fill_part(state, manifest, request, batch, images, start, len(batch.indices))
     seeds = [sample_seed(request.seed, request.epoch, int(index)) for index in batch.indices]
-    for slot, (index, seed) in enumerate(zip(batch.indices, seeds, strict=True)):
-        images[slot] = pipeline(decoded(state, manifest, int(index)), seed).image
     return batch_frame(
         images,
         batch=batch.number,

@@ -147,8 +147,11 @@ class Client:
 
     def validate_spec(self, spec: SpecInput) -> dict[str, Any]:
         """The server's normalised form of ``spec`` (raises the server's error if it is invalid)."""
-        payload = json.loads(spec) if isinstance(spec, str) else _spec_payload(spec)
-        return self.request("POST", "/v1/specs/validate", json=payload).json()
+        if isinstance(spec, str):  # sent as it is: the server names what is wrong with the text
+            return self.request(
+                "POST", "/v1/specs/validate", content=spec, headers={"content-type": "application/json"}
+            ).json()
+        return self.request("POST", "/v1/specs/validate", json=_spec_payload(spec)).json()
 
     def ops(self) -> dict[str, Any]:
         return self.request("GET", "/v1/ops").json()

@@ -53,7 +53,7 @@ async def upload_blobs(request: Request, state: State) -> dict[str, list[dict[st
     """Store image files by content hash. Each is decoded in full first, so a broken file fails here, naming
     itself, instead of in the middle of an epoch; the decoded image goes straight into the cache."""
     settings = state.settings
-    form = await read_form(request, settings, settings.max_upload_files)
+    form = await read_form(request, settings, settings.max_upload_files, field="files", limit="max_upload_files")
     files = await read_files(form, "files", settings, settings.max_upload_files, "max_upload_files")
     return {"blobs": list(await asyncio.gather(*(_in_pool(state, _store_blob, state, n, d) for n, d in files)))}
 
