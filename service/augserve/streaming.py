@@ -2,9 +2,11 @@
 
 Every streamed response (variant tars, epoch batches) goes through :func:`stream_jobs`. Jobs run in the
 process's thread pool, never on the event loop. At most ``inflight`` jobs are computed ahead of the socket,
-so a slow reader applies backpressure instead of making the server hold a whole epoch in memory. Results are
-joined into writes of up to ``flush_bytes`` (thousands of tiny sends are slow), but whatever is ready is sent
-as soon as the next result is not, so the first variant reaches the client before the last is computed.
+so a slow reader applies backpressure instead of making the server hold a whole epoch in memory. Small results
+are joined into writes of up to ``flush_bytes`` (thousands of tiny sends are slow), but whatever is ready is
+sent as soon as the next result is not, so the first variant reaches the client before the last is computed.
+A buffer of ``flush_bytes`` or more (an epoch batch's pixels) is passed on as it is: joining it would copy
+megabytes on the event loop, holding the GIL, for a write that is large enough on its own.
 
 If a job fails after bytes were sent, the status line is long gone: the stream writes the format's error
 record (``on_error``) and then raises, which makes uvicorn drop the connection without the final chunk. The
@@ -33,7 +35,7 @@ async def stream_jobs(
     flush_bytes: int,
     trailer: Callable[[], list[Buffer]],
     on_error: Callable[[Exception], list[Buffer]],
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | memoryview]:
     """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``."""
     loop = asyncio.get_running_loop()
     todo = iter(jobs)
@@ -53,8 +55,15 @@ async def stream_jobs(
                 ready, ready_bytes = [], 0
             parts = await pending.popleft()
             refill()
-            ready += parts
-            ready_bytes += sum(len(part) for part in parts)
+            for part in parts:
+                if len(part) < flush_bytes:
+                    ready.append(part)
+                    ready_bytes += len(part)
+                    continue
+                if ready:
+                    yield b"".join(ready)
+                    ready, ready_bytes = [], 0
+                yield memoryview(part)
             if ready_bytes >= flush_bytes:
                 yield b"".join(ready)
                 ready, ready_bytes = [], 0
