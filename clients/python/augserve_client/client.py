@@ -18,7 +18,7 @@ from .datasets import Label, image_folder, upload_files
 from .epochs import EpochRequest
 from .errors import ProtocolError, TransportError, error_from_body
 from .spec import Format, Spec
-from .transport import open_stream, raise_for_error, raw_chunks
+from .transport import open_stream, raise_for_error, raw_chunks, ssl_context
 from .wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Buffer, TarReader, npy_parts, read_npy
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
@@ -105,7 +105,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport, verify=ssl_context())
 
     def __enter__(self) -> Client:
         return self
