@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from .. import codecs
-from ..engine import check_fits, check_sizes
+from ..engine import Pipeline, check_fits, check_sizes
 from ..errors import limit_exceeded, stream_error_body
 from ..forms import int_field, parse_spec, read_files, read_form, text_field
 from ..state import AppState, State
@@ -121,18 +121,19 @@ async def _decode_all(state: AppState, spec: Spec, files: list[tuple[str, bytes]
 
 
 def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str, np.ndarray, int]]) -> list[Buffer]:
+    pipeline = state.pipelines.get(spec)  # once per job: the lookup serialises the spec to JSON
     return [
         part
         for index, name, image, variant in items
-        for part in _variant(state, spec, seed, index, name, image, variant)
+        for part in _variant(pipeline, spec, seed, index, name, image, variant)
     ]
 
 
 def _variant(
-    state: AppState, spec: Spec, seed: int, index: int, name: str, image: np.ndarray, variant: int
+    pipeline: Pipeline, spec: Spec, seed: int, index: int, name: str, image: np.ndarray, variant: int
 ) -> list[Buffer]:
     variant_seed = derive_seed(seed, index, variant)
-    result = state.pipelines.get(spec)(image, variant_seed)
+    result = pipeline(image, variant_seed)
     output = spec.output
     stem = member_stem(index, variant)
     meta = {
