@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import struct
 import tarfile
 from collections.abc import Iterator
@@ -102,7 +103,7 @@ def _npy_header(head: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
 def read_npy(data: Buffer) -> np.ndarray:
     """Decode an ``.npy`` payload as a view on ``data`` (no copy)."""
     shape, dtype, offset = npy_shape(data)
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     if len(data) - offset != count * dtype.itemsize:
         raise ValueError(f".npy payload holds {len(data) - offset} bytes, its header promises {count * dtype.itemsize}")
     return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
