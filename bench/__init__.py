@@ -1,0 +1,1 @@
+"""Benchmarks for issue 4 (``make bench``): LIMIT, SERVICE, PEER, OURS, latency, formats, memory."""

@@ -1,0 +1,103 @@
+"""The benchmarks' smoke run (``make bench-smoke``): every section still runs and reaches every output.
+
+Only the shape of the results is checked, never a timing: on a shared 2-core machine the numbers of a
+16-image run mean nothing, and the real run (``make bench``) is not a test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("machine", "config", "limit", "service", "peer", "ours", "latency", "formats", "memory", "rows", "targets")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RAW_NPY_BYTES = 224 * 224 * 3 + 128  # the pixels and numpy's 128-byte header
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "results"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(smoke: Path) -> dict:
+    return json.loads((smoke / "results.json").read_text())
+
+
+def test_every_section_is_in_the_json(results: dict) -> None:
+    assert set(SECTIONS) <= results.keys()
+    assert results["config"]["smoke"] is True
+    assert results["machine"]["cores"] >= 1 and results["machine"]["python"]
+    assert set(results["limit"]) == {"processes_1", "processes_2"}
+    assert {"workers_1", "workers_2"} <= results["service"]["epoch"].keys()
+    assert {"workers_1", "workers_2"} <= results["service"]["augment"].keys()
+    assert {"workers_1", "workers_2"} <= results["ours"].keys()
+    assert set(results["latency"]) == {"first_batch", "clients_1", "clients_8"}
+    assert set(results["formats"]) == {"npy", "jpeg", "png", "webp"}
+
+
+def test_every_rate_counts_variants_and_cpu(results: dict) -> None:
+    rates = [
+        *results["limit"].values(),
+        *results["service"]["epoch"].values(),
+        *results["service"]["augment"].values(),
+        *results["ours"].values(),
+        results["peer"],
+        *results["formats"].values(),
+    ]
+    for rate in rates:
+        assert rate["variants"] > 0 and rate["variants_per_s"] > 0 and rate["client_cpu_s"] >= 0
+    for rate in (*results["service"]["epoch"].values(), *results["ours"].values()):
+        assert rate["server_cpu_s"] >= 0 and "server_pool_ms_per_variant" in rate
+
+
+def test_formats_report_bytes_per_variant(results: dict) -> None:
+    formats = results["formats"]
+    assert formats["npy"]["bytes_per_variant"] == RAW_NPY_BYTES
+    for fmt in ("jpeg", "png", "webp"):
+        assert 0 < formats[fmt]["bytes_per_variant"] < RAW_NPY_BYTES
+
+
+def test_memory_is_read_after_every_epoch(results: dict) -> None:
+    memory = results["memory"]
+    assert len(memory["rss_after_epoch_mib"]) == memory["epochs"] == results["config"]["memory_epochs"]
+    assert memory["peak_rss_mib"] >= max(memory["rss_after_epoch_mib"]) * 0.99
+    assert isinstance(memory["flat"], bool)
+
+
+def test_targets_and_rows_cover_every_configuration(results: dict) -> None:
+    names = [row["configuration"] for row in results["rows"]]
+    assert sum(name.startswith("LIMIT") for name in names) == 2
+    assert any(name.startswith("PEER") for name in names) and any(name.startswith("OURS") for name in names)
+    assert all(row["vs_limit"] > 0 and row["vs_peer"] > 0 for row in results["rows"])
+    assert len(results["targets"]) >= 5
+    assert all({"target", "measured", "goal", "met"} <= check.keys() for check in results["targets"])
+
+
+def test_markdown_has_every_table_and_the_machine(smoke: Path, results: dict) -> None:
+    text = (smoke / "results.md").read_text()
+    for heading in ("| configuration |", "CPU per variant", "| target |", "| output format", "| latency", "memory"):
+        assert heading in text
+    assert results["machine"]["cpu"] in text
+    for row in results["rows"]:
+        assert row["configuration"] in text
+
+
+def test_the_plot_is_a_png(smoke: Path) -> None:
+    data = (smoke / "throughput.png").read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
