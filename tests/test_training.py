@@ -172,3 +172,28 @@ def test_a_local_folder_is_uploaded_once(dataset_server: ServerProcess, tmp_path
     assert first.dataset == second.dataset and first.dataset.startswith("ds-")
     labels = sorted(label for _, labels in first for label in labels.tolist())
     assert labels == [0] * 4 + [1] * 4
+
+
+def test_persistent_workers_see_set_epoch(dataset_server: ServerProcess, indexed: str, small_spec: dict) -> None:
+    data = dataset(dataset_server, indexed, small_spec)
+    loader = DataLoader(data, batch_size=None, num_workers=2, persistent_workers=True)
+    epochs = []
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        found = {
+            int(label): image.numpy().tobytes()
+            for images, labels in loader
+            for image, label in zip(images, labels, strict=True)
+        }
+        assert sorted(found) == list(range(N))
+        epochs.append(found)
+    assert sum(epochs[0][i] != epochs[1][i] for i in range(N)) > N * 0.8
+
+
+def test_a_name_is_a_dataset_name_even_where_a_folder_has_it(
+    dataset_server: ServerProcess, indexed: str, small_spec: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / indexed / "class").mkdir(parents=True)  # a local folder that happens to share the name
+    monkeypatch.chdir(tmp_path)
+    data = dataset(dataset_server, indexed, small_spec)
+    assert data.dataset == indexed and data.size == N

@@ -12,6 +12,7 @@ with the next batch. ``StatefulDataLoader`` collects it from every worker; witho
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,23 +66,33 @@ class AugmentedDataset(IterableDataset):
         self.output, self.mean, self.std = output, mean, std
         self.rank, self.world_size = rank, world_size
         self.prefetch, self.retries = prefetch, retries
-        self.epoch = 0
-        self._delivered: dict[str, int] = {}  # "shard_index/shard_count" -> batches delivered this epoch
+        # Shared with DataLoader workers, persistent ones included: set_epoch in the trainer reaches them.
+        self._epoch = multiprocessing.Value("q", 0, lock=False)
+        self._delivered_epoch = 0  # the epoch that _delivered describes
+        self._delivered: dict[str, int] = {}  # "shard_index/shard_count" -> batches delivered in that epoch
         with Client(server, timeout=timeout) as client:
             self.dataset = self._register(client, dataset, progress)
             self.size = int(client.describe(self.dataset)["count"])
 
     @staticmethod
     def _register(client: Client, dataset: str | Path, progress: bool) -> str:
-        if isinstance(dataset, Path) or Path(dataset).is_dir():
+        if isinstance(dataset, Path):  # a str is always a dataset name, even if a folder has that name
             return client.upload_folder(None, dataset, progress=progress)["name"]
         return str(dataset)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
+
     def set_epoch(self, epoch: int) -> None:
         """Like DistributedSampler.set_epoch: a new epoch means a new order and new variants."""
-        if epoch != self.epoch:
-            self._delivered = {}
-        self.epoch = epoch
+        self._epoch.value = epoch
+
+    def _resume_point(self, epoch: int, key: str) -> int:
+        """Batches of this shard already delivered in ``epoch`` (progress in any other epoch does not count)."""
+        if epoch != self._delivered_epoch:
+            self._delivered_epoch, self._delivered = epoch, {}
+        return self._delivered.get(key, 0)
 
     def _ranks(self) -> tuple[int, int]:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -105,24 +116,25 @@ class AugmentedDataset(IterableDataset):
         return batches_per_shard(self.size, self._ranks()[1] * workers, self.batch_size, self.drop_last) * workers
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.epoch
         shard_index, shard_count = self._topology()
         key = f"{shard_index}/{shard_count}"
         request = EpochRequest(
             spec=self.spec,
             batch_size=self.batch_size,
             seed=self.seed,
-            epoch=self.epoch,
+            epoch=epoch,
             shard_index=shard_index,
             shard_count=shard_count,
             shuffle=self.shuffle,
             drop_last=self.drop_last,
-            start_batch=self._delivered.get(key, 0),
+            start_batch=self._resume_point(epoch, key),
         )
         with Client(self.server, timeout=self.timeout) as client:
             for batch in prefetch(EpochBatches(client, self.dataset, request, retries=self.retries), self.prefetch):
                 self._delivered[key] = batch.number + 1
                 yield self._tensors(batch)
-        self._delivered.pop(key, None)
+        self._delivered.pop(key, None)  # a finished epoch iterated again starts over, as DataLoader users expect
 
     def _tensors(self, batch: EpochBatch) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(batch.images).permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels-last)
@@ -135,10 +147,12 @@ class AugmentedDataset(IterableDataset):
         return images, torch.from_numpy(batch.labels)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed, "delivered": dict(self._delivered)}
+        delivered = dict(self._delivered) if self._delivered_epoch == self.epoch else {}
+        return {"epoch": self.epoch, "seed": self.seed, "delivered": delivered}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["seed"] != self.seed:
             raise ValueError(f"state was saved with seed {state['seed']}, this dataset has seed {self.seed}")
-        self.epoch = int(state["epoch"])
+        self.set_epoch(int(state["epoch"]))
+        self._delivered_epoch = int(state["epoch"])
         self._delivered = {str(key): int(value) for key, value in state["delivered"].items()}
