@@ -20,13 +20,12 @@ import cv2
 import numpy as np
 import simplejpeg
 from augserve_client.errors import ErrorCode
-from augserve_client.wire import Buffer, npy_parts, npy_shape, read_npy
+from augserve_client.wire import NPY_MAGIC, Buffer, npy_parts, npy_shape, read_npy
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ServiceError, limit_exceeded
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
-NPY_MAGIC = b"\x93NUMPY"
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
 
 # Our own pixel limit runs first; Pillow's guard stays as a backstop but must not warn into logs.

@@ -40,7 +40,7 @@ _FRAME_PREFIX = struct.Struct("<4sI")
 MEDIA_TYPE_TAR = "application/x-tar"
 MEDIA_TYPE_FRAMES = "application/vnd.augserve.frames"
 NPY_PEEK = 4096  # bytes of an .npy payload searched for its header
-_NPY_MAGIC = b"\x93NUMPY"
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def member_stem(image: int, variant: int) -> str:
@@ -77,7 +77,7 @@ def npy_shape(data: Buffer) -> tuple[tuple[int, ...], np.dtype, int]:
 
 def _npy_header_end(head: bytes) -> int | None:
     """Where a version 1-3 header ends, from its length field; None when that cannot be read from ``head``."""
-    if not head.startswith(_NPY_MAGIC) or len(head) < 12:
+    if not head.startswith(NPY_MAGIC) or len(head) < 12:
         return None
     length_bytes = {1: 2, 2: 4, 3: 4}.get(head[6])
     if length_bytes is None:
