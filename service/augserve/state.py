@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+from augserve_client.wire import Buffer
 from fastapi import Depends, Request
 
 from .cache import DecodedCache
 from .engine import PipelineCache
 from .settings import Settings
 from .store import DatasetStore
+from .streaming import Job, stream_jobs
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,6 +27,23 @@ class AppState:
     store: DatasetStore
     cache: DecodedCache
     pipelines: PipelineCache = field(default_factory=PipelineCache)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in the compute pool: CPU work and file I/O never run on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def stream(
+        self, jobs: Iterable[Job], trailer: Callable[[], list[Buffer]], on_error: Callable[[Exception], list[Buffer]]
+    ) -> AsyncIterator[bytes | memoryview]:
+        """A response body computing ``jobs`` in the pool, within this process's window and write size."""
+        return stream_jobs(
+            jobs,
+            self.executor,
+            inflight=self.settings.items_in_flight,
+            flush_bytes=self.settings.flush_bytes,
+            trailer=trailer,
+            on_error=on_error,
+        )
 
 
 def get_state(request: Request) -> AppState:

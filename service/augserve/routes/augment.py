@@ -26,7 +26,6 @@ from ..engine import Pipeline, check_fits, check_sizes
 from ..errors import limit_exceeded, stream_error_body
 from ..forms import int_field, parse_spec, read_files, read_form, text_field
 from ..state import AppState, State
-from ..streaming import stream_jobs
 from .meta import EXAMPLE_SPEC
 
 router = APIRouter(tags=["augment"])
@@ -96,28 +95,20 @@ async def augment(request: Request, state: State) -> StreamingResponse:
     ]
     size = max(1, min(GROUP_VARIANTS, len(items) // (4 * settings.pool_threads)))
     jobs = (partial(_variants, state, spec, seed, items[start : start + size]) for start in range(0, len(items), size))
-    body = stream_jobs(
-        jobs,
-        state.executor,
-        inflight=settings.items_in_flight,
-        flush_bytes=settings.flush_bytes,
-        trailer=lambda: [END_OF_ARCHIVE],
-        on_error=_error_member,
-    )
+    body = state.stream(jobs, trailer=lambda: [END_OF_ARCHIVE], on_error=_error_member)
     headers = {"X-Augserve-Seed": str(seed), "X-Augserve-Count": str(len(files) * variants)}
     return StreamingResponse(body, media_type=MEDIA_TYPE_TAR, headers=headers)
 
 
 async def _decode_all(state: AppState, spec: Spec, files: list[tuple[str, bytes]]) -> list[np.ndarray]:
     """Decode every upload in the pool, off the event loop; any bad file fails the request before streaming."""
-    loop = asyncio.get_running_loop()
 
     def decode_checked(name: str, data: bytes) -> np.ndarray:
         image = codecs.decode(data, name, state.settings.max_pixels)
         check_fits(spec, image.shape[0], image.shape[1], name)
         return image
 
-    return list(await asyncio.gather(*(loop.run_in_executor(state.executor, decode_checked, n, d) for n, d in files)))
+    return list(await asyncio.gather(*(state.run(decode_checked, n, d) for n, d in files)))
 
 
 def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str, np.ndarray, int]]) -> list[Buffer]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from augserve_client.datasets import CreateDataset, HashList
 from augserve_client.epochs import EpochRequest
@@ -18,20 +17,14 @@ from ..errors import ServiceError
 from ..forms import read_files, read_form
 from ..state import AppState, State
 from ..store import Manifest, now
-from ..streaming import stream_jobs
 
 router = APIRouter(tags=["datasets"])
-T = TypeVar("T")
-
-
-async def _in_pool(state: AppState, function: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(state.executor, function, *args)
 
 
 @router.post("/v1/blobs/missing")
 async def missing_blobs(body: HashList, state: State) -> dict[str, list[str]]:
     """Which of these SHA-256 hashes the server lacks: upload only those."""
-    return {"missing": await _in_pool(state, state.store.missing, body.hashes)}
+    return {"missing": await state.run(state.store.missing, body.hashes)}
 
 
 @router.post(
@@ -55,7 +48,7 @@ async def upload_blobs(request: Request, state: State) -> dict[str, list[dict[st
     settings = state.settings
     form = await read_form(request, settings, settings.max_upload_files, field="files", limit="max_upload_files")
     files = await read_files(form, "files", settings, settings.max_upload_files, "max_upload_files")
-    return {"blobs": list(await asyncio.gather(*(_in_pool(state, _store_blob, state, n, d) for n, d in files)))}
+    return {"blobs": list(await asyncio.gather(*(state.run(_store_blob, state, n, d) for n, d in files)))}
 
 
 def _store_blob(state: AppState, name: str, data: bytes) -> dict[str, Any]:
@@ -68,7 +61,7 @@ def _store_blob(state: AppState, name: str, data: bytes) -> dict[str, Any]:
 @router.post("/v1/datasets", status_code=201)
 async def create_dataset(body: CreateDataset, state: State, response: Response) -> dict[str, Any]:
     """Register a dataset: 201 when new, 200 when the same name already holds the same content, 409 otherwise."""
-    manifest = await _in_pool(state, _build_manifest, state, body)
+    manifest = await state.run(_build_manifest, state, body)
     stored, created = state.store.create(manifest)
     response.status_code = 201 if created else 200
     return stored.summary()
@@ -119,19 +112,19 @@ def _labels(raw: list[int | str | None]) -> tuple[list[int], list[str] | None]:
 
 @router.get("/v1/datasets")
 async def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
-    return {"datasets": [manifest.summary() for manifest in await _in_pool(state, state.store.list)]}
+    return {"datasets": [manifest.summary() for manifest in await state.run(state.store.list)]}
 
 
 @router.get("/v1/datasets/{name}")
 async def describe_dataset(name: str, state: State) -> dict[str, Any]:
     """Count, classes and bytes of the dataset, and this process's decoded-image cache statistics."""
-    manifest = await _in_pool(state, state.store.get, name)
+    manifest = await state.run(state.store.get, name)
     return {**manifest.summary(), "cache": state.cache.stats()}
 
 
 @router.delete("/v1/datasets/{name}", status_code=204)
 async def delete_dataset(name: str, state: State) -> Response:
-    await _in_pool(state, state.store.delete, name)
+    await state.run(state.store.delete, name)
     return Response(status_code=204)
 
 
@@ -143,14 +136,10 @@ async def delete_dataset(name: str, state: State) -> Response:
 async def stream_epoch(name: str, body: EpochRequest, state: State) -> StreamingResponse:
     """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say how many batches the
     shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
-    manifest = await _in_pool(state, state.store.get, name)
+    manifest = await state.run(state.store.get, name)
     batches, total, shape = batching.plan(state, manifest, body)
-    settings = state.settings
-    stream = stream_jobs(
+    stream = state.stream(
         batching.jobs(state, manifest, body, batches, shape),
-        state.executor,
-        inflight=settings.items_in_flight,
-        flush_bytes=settings.flush_bytes,
         trailer=lambda: batching.end_frame(len(batches)),
         on_error=batching.error_frame,
     )
