@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -38,31 +40,32 @@ def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         raise ServiceError(ErrorCode.EMPTY_FILE, f"{name} is empty (0 bytes)", file=name)
     if data.startswith(NPY_MAGIC):
         return _decode_npy(data, name, max_pixels)
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            _check_header(image, name, max_pixels)
-            image.load()
-            return _to_rgb(ImageOps.exif_transpose(image), name)
-    except UnidentifiedImageError:
-        raise ServiceError(ErrorCode.NOT_AN_IMAGE, f"{name} is not an image Pillow can read", file=name) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ServiceError(ErrorCode.CORRUPT_IMAGE, f"{name} could not be decoded: {error}", file=name) from None
+    with _opened(data, name, max_pixels, "decoded") as image:
+        image.load()
+        return _to_rgb(ImageOps.exif_transpose(image), name)
 
 
 def image_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
     """(height, width) from the header alone; cheap enough to run on every file of a dataset."""
     if data.startswith(NPY_MAGIC):
         return _npy_checked_shape(data, name, max_pixels)[:2]
+    with _opened(data, name, max_pixels, "read") as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+@contextmanager
+def _opened(data: bytes, name: str, max_pixels: int, doing: str) -> Iterator[Image.Image]:
+    """Pillow's lazy view of an upload, header checked; whatever fails inside becomes a code naming ``name``."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             _check_header(image, name, max_pixels)
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
+            yield image
     except UnidentifiedImageError:
         raise ServiceError(ErrorCode.NOT_AN_IMAGE, f"{name} is not an image Pillow can read", file=name) from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ServiceError(ErrorCode.CORRUPT_IMAGE, f"{name} could not be read: {error}", file=name) from None
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ServiceError(ErrorCode.CORRUPT_IMAGE, f"{name} could not be {doing}: {error}", file=name) from None
 
 
 def _check_header(image: Image.Image, name: str, max_pixels: int) -> None:
