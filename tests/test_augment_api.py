@@ -19,7 +19,8 @@ import pytest
 from augserve.engine import Pipeline
 from augserve_client.seeds import derive_seed
 from augserve_client.spec import Spec
-from augserve_client.wire import TarReader, read_npy
+from augserve_client.transport import HttpxBody
+from augserve_client.wire import read_npy, read_tar
 from conftest import encode
 from PIL import Image
 from servers import ServerProcess
@@ -163,16 +164,14 @@ def test_the_first_variant_arrives_before_the_last_is_computed(server: ServerPro
     }
     files = [("images", ("photo.png", encode(photos[0], "PNG"), "image/png"))]
     form = {"spec": json.dumps(spec), "variants": "16", "seed": "1"}
-    reader, first_member, count = TarReader(), None, 0
+    first_member, count = None, 0
     with httpx.stream("POST", f"{server.url}/v1/augment", files=files, data=form, timeout=60) as response:
         assert response.status_code == 200
         started = time.monotonic()
-        for chunk in response.iter_raw():
-            for _name, _data in reader.feed(chunk):
-                count += 1
-                first_member = first_member or time.monotonic() - started
+        for _name, _data in read_tar(HttpxBody(response)):
+            count += 1
+            first_member = first_member or time.monotonic() - started
         total = time.monotonic() - started
-    reader.close()
     assert count == 32 and first_member is not None
     assert first_member < 0.5 * total, (first_member, total)
 

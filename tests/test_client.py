@@ -10,7 +10,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
+import psutil
 import pytest
 from augserve_client import (
     AugserveError,
@@ -215,37 +217,68 @@ def test_an_unsupported_input_type_is_a_type_error(nowhere: Client) -> None:
         nowhere.augment([12345], CROP)  # type: ignore[list-item]
 
 
-def test_the_client_closes_its_connections(server: ServerProcess) -> None:
+def test_the_client_closes_its_connections(server: ServerProcess, pixels: np.ndarray) -> None:
     with Client(server.url) as scoped:
         assert scoped.health()
+        assert len(list(scoped.augment([pixels], CROP, variants=2, seed=1))) == 2
+        open_before = _connections_to(server.port)
     assert scoped.http.is_closed
+    assert _connections_to(server.port) == open_before - 2  # httpx's and the stream's keep-alive connections
+
+
+def _connections_to(port: int) -> int:
+    return sum(c.status == "ESTABLISHED" and c.raddr and c.raddr.port == port for c in psutil.net_connections("tcp"))
+
+
+def test_a_client_given_an_httpx_transport_streams_through_it(
+    server: ServerProcess, client: Client, pixels: np.ndarray
+) -> None:
+    """An injected transport (an ASGI app, a mock, a proxy) carries streams too, and they read the same."""
+    counted = CountingTransport()
+    with Client(server.url, transport=counted) as own:
+        mine = [bytes(variant.data) for variant in own.augment([pixels], CROP, variants=3, seed=5)]
+    assert counted.requests == ["POST /v1/augment"]
+    assert mine == [bytes(variant.data) for variant in client.augment([pixels], CROP, variants=3, seed=5)]
+
+
+class CountingTransport(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        return super().handle_request(request)
 
 
 # --- a fake peer that breaks the stream --------------------------------------------------------------------
 
 
 class FakePeer:
-    """A raw HTTP/1.1 peer for one request: it reads the request, sends ``parts`` and closes the connection.
-    Not our server: a broken one. Between parts it waits (up to 2 s) for ``resume``, so a test can check what
-    the client handed over before the rest was sent."""
+    """A raw HTTP/1.1 peer: on each of ``connections`` connections it reads one request, sends ``parts`` and
+    closes the connection. Not our server: a broken one. Between parts it waits (up to 2 s) for ``resume``, so a
+    test can check what the client handed over before the rest was sent."""
 
-    def __init__(self, *parts: bytes, resume: threading.Event | None = None) -> None:
+    def __init__(self, *parts: bytes, resume: threading.Event | None = None, connections: int = 1) -> None:
         self.parts = parts
         self.resume = resume or threading.Event()
         self.waited_out = False
+        self.connections, self.accepted = connections, 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
-        connection, _ = self.listener.accept()
-        with connection:
-            self._read_request(connection)
-            for index, part in enumerate(self.parts):
-                if index and not self.resume.wait(2):
-                    self.waited_out = True
-                connection.sendall(part)
+        for _ in range(self.connections):
+            connection, _ = self.listener.accept()
+            self.accepted += 1
+            with connection:
+                self._read_request(connection)
+                for index, part in enumerate(self.parts):
+                    if index and not self.resume.wait(2):
+                        self.waited_out = True
+                    connection.sendall(part)
 
     @staticmethod
     def _read_request(connection: socket.socket) -> None:
@@ -274,6 +307,8 @@ VARIANT = (
     ("00000_000.json", json_bytes({"seed": 1, "image": 0, "variant": 0})),
 )
 
+SECOND = ("00000_001.npy", VARIANT[0][1]), ("00000_001.json", json_bytes({"seed": 2, "image": 0, "variant": 1}))
+
 
 def http_response(body: bytes, headers: dict[str, str]) -> bytes:
     base = {"Content-Type": "application/x-tar", "X-Augserve-Seed": "1", "X-Augserve-Count": "2"}
@@ -289,7 +324,7 @@ BROKEN = {
     "content-length cut short": (
         http_response(tar_of(*VARIANT), {"Content-Length": str(len(tar_of(*VARIANT)) * 2)}),
         ProtocolError,
-        "broke off",
+        "incomplete",
     ),
     "chunked body cut mid-chunk": (
         http_response(chunk(tar_of(*VARIANT)) + b"4000\r\n" + bytes(100), {"Transfer-Encoding": "chunked"}),
@@ -341,8 +376,23 @@ def test_a_peer_that_answers_with_an_error_body(tmp_path: Path) -> None:
         peer.close()
 
 
+def test_a_stream_on_an_idle_connection_the_server_closed_is_sent_again() -> None:
+    """Keep-alive connections wait idle between streams, and servers close idle ones (uvicorn after 5 s): the
+    next stream goes out again on a new connection instead of failing."""
+    whole = chunk(tar_of(*VARIANT, *SECOND) + END_OF_ARCHIVE) + b"0\r\n\r\n"
+    peer = FakePeer(http_response(whole, {"Transfer-Encoding": "chunked"}), connections=2)
+    try:
+        with Client(peer.url, timeout=10) as client:
+            for _ in range(2):  # the peer closes the first connection once the first stream is complete
+                stream = client.augment([np.zeros((2, 2, 3), np.uint8)], CROP, seed=1)
+                assert [variant.name for variant in stream] == ["00000_000.npy", "00000_001.npy"]
+        assert peer.accepted == 2
+    finally:
+        peer.close()
+
+
 def test_an_error_member_mid_stream_raises_the_servers_error() -> None:
-    """Needs a transport that hands bytes over as they arrive (httpx ``iter_raw()`` without a chunk size)."""
+    """The client reads members as they arrive, so the error member is read before the connection drops."""
     error = tar_of((ERROR_MEMBER, json_bytes({"code": "internal", "message": "boom"})))
     peer = FakePeer(
         http_response(chunk(tar_of(*VARIANT)) + chunk(error), {"Transfer-Encoding": "chunked"})
@@ -357,10 +407,9 @@ def test_an_error_member_mid_stream_raises_the_servers_error() -> None:
 
 def test_each_variant_is_handed_over_as_soon_as_it_has_arrived() -> None:
     """The client parses as bytes arrive: a small variant is not held back until more data comes."""
-    second = ("00000_001.npy", VARIANT[0][1]), ("00000_001.json", json_bytes({"seed": 2, "image": 0, "variant": 1}))
     peer = FakePeer(
         http_response(chunk(tar_of(*VARIANT)), {"Transfer-Encoding": "chunked"}),
-        chunk(tar_of(*second) + END_OF_ARCHIVE) + b"0\r\n\r\n",
+        chunk(tar_of(*SECOND) + END_OF_ARCHIVE) + b"0\r\n\r\n",
     )
     try:
         with Client(peer.url, timeout=10) as slow:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
-from augserve_client.wire import TarReader, npy_parts, read_npy
+from augserve_client.wire import npy_parts, read_npy, read_tar
 from conftest import encode
 from PIL import Image
 from servers import ServerProcess
@@ -365,9 +365,7 @@ def test_the_server_is_still_healthy_and_correct_after_all_of_that(server: Serve
     data = {**spec({"ops": [{"op": "reflect", "p": 1}], "output": {"format": "npy"}}), "variants": "2"}
     response = post_augment(server.url, files, data)
     assert response.status_code == 200
-    reader = TarReader()
-    read = list(reader.feed(response.content))
-    reader.close()
+    read = list(read_tar(io.BytesIO(response.content)))
     assert [name for name, _ in read] == ["00000_000.npy", "00000_000.json", "00000_001.npy", "00000_001.json"]
     for _, variant in read[::2]:
         np.testing.assert_array_equal(read_npy(variant), pixels[:, ::-1])

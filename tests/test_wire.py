@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import random
 import tarfile
@@ -15,9 +16,6 @@ from augserve_client.wire import (
     END_OF_ARCHIVE,
     ERROR_MEMBER,
     TAR_BLOCK,
-    ByteQueue,
-    FrameReader,
-    TarReader,
     batch_array,
     batch_frame,
     frame,
@@ -25,7 +23,9 @@ from augserve_client.wire import (
     member_stem,
     npy_parts,
     npy_shape,
+    read_frames,
     read_npy,
+    read_tar,
     tar_member,
 )
 
@@ -44,16 +44,25 @@ def our_tar(members: list[tuple[str, bytes]] = MEMBERS, end: bool = True) -> byt
     return b"".join(bytes(buffer) for buffer in [*buffers, *([END_OF_ARCHIVE] if end else [])])
 
 
-def chunked(data: bytes, sizes: Iterator[int]) -> Iterator[bytes]:
-    position = 0
-    while position < len(data):
-        size = next(sizes)
-        yield data[position : position + size]
-        position += size
+class Trickle:
+    """A body that hands out ``data`` in reads of the sizes given, as a socket does: never more than asked."""
+
+    def __init__(self, data: bytes, sizes: Iterator[int]) -> None:
+        self.data, self.sizes, self.position = data, sizes, 0
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.position
+
+    def readinto(self, buffer: memoryview) -> int:
+        size = min(len(buffer), next(self.sizes), self.left)
+        buffer[:size] = self.data[self.position : self.position + size]
+        self.position += size
+        return size
 
 
-def read_all(reader: TarReader | FrameReader, chunks: Iterator[bytes]) -> list[tuple[object, bytes]]:
-    return [(key, bytes(value)) for chunk in chunks for key, value in reader.feed(chunk)]
+def read_all(members: Iterator[tuple[str, bytearray]]) -> list[tuple[str, bytes]]:
+    return [(name, bytes(data)) for name, data in members]
 
 
 def test_member_stem_is_the_webdataset_key() -> None:
@@ -86,49 +95,56 @@ def test_our_reader_reads_pythons_tarfile_output() -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    reader = TarReader()
-    assert read_all(reader, iter([buffer.getvalue()])) == MEMBERS
-    reader.close()
+    assert read_all(read_tar(io.BytesIO(buffer.getvalue()))) == MEMBERS
 
 
 @pytest.mark.parametrize("split", ["whole", "byte by byte", "random chunks", "block aligned"])
-def test_the_incremental_reader_does_not_care_how_bytes_arrive(split: str) -> None:
-    data = our_tar()
+def test_the_reader_does_not_care_how_bytes_arrive(split: str) -> None:
     rng = random.Random(1)
     sizes = {
-        "whole": iter(lambda: len(data), None),
+        "whole": iter(lambda: 1 << 30, None),
         "byte by byte": iter(lambda: 1, None),
         "random chunks": iter(lambda: rng.randint(1, 1500), None),
         "block aligned": iter(lambda: TAR_BLOCK, None),
     }[split]
-    reader = TarReader()
-    assert read_all(reader, chunked(data, sizes)) == MEMBERS
-    assert reader.complete
-    reader.close()
+    body = Trickle(our_tar(), sizes)
+    assert read_all(read_tar(body)) == MEMBERS
+    assert body.left == 0
 
 
-def test_members_are_yielded_as_soon_as_they_are_complete() -> None:
+def test_members_are_yielded_as_soon_as_they_have_arrived() -> None:
+    """The first member is handed out with nothing after it on the wire yet; only asking for more finds the cut."""
     first = b"".join(bytes(b) for b in tar_member("a.json", [b"{}"]))
-    reader = TarReader()
-    assert list(reader.feed(first[:-1])) == []
-    assert [(name, bytes(data)) for name, data in reader.feed(first[-1:])] == [("a.json", b"{}")]
-    assert not reader.complete
+    members = read_tar(io.BytesIO(first))
+    assert [(name, bytes(data)) for name, data in [next(members)]] == [("a.json", b"{}")]
+    with pytest.raises(ProtocolError, match="end-of-archive"):
+        next(members)
 
 
 def test_a_missing_end_marker_is_a_protocol_error() -> None:
-    reader = TarReader()
-    assert read_all(reader, iter([our_tar(end=False)])) == MEMBERS
+    members = read_tar(io.BytesIO(our_tar(end=False)))
+    assert [name for name, _ in itertools.islice(members, len(MEMBERS))] == [name for name, _ in MEMBERS]
     with pytest.raises(ProtocolError, match="end-of-archive"):
-        reader.close()
+        next(members)
 
 
 def test_a_stream_cut_inside_a_member_is_a_protocol_error() -> None:
-    data = our_tar()
-    reader = TarReader()
-    got = read_all(reader, iter([data[: TAR_BLOCK + 10]]))
-    assert got == []
-    with pytest.raises(ProtocolError):
-        reader.close()
+    with pytest.raises(ProtocolError, match=r"inside member '00000_000\.npy'"):
+        list(read_tar(io.BytesIO(our_tar()[: TAR_BLOCK + 10])))
+
+
+def test_bytes_after_the_end_marker_are_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="after the end"):
+        list(read_tar(io.BytesIO(our_tar() + b"x")))
+
+
+def test_a_broken_connection_is_a_protocol_error() -> None:
+    class Broken(io.RawIOBase):
+        def readinto(self, buffer: object) -> int:
+            raise ConnectionResetError("reset by peer")
+
+    with pytest.raises(ProtocolError, match="broke off: reset by peer"):
+        list(read_tar(Broken()))
 
 
 def test_pythons_tarfile_notices_a_cut_inside_a_member_but_not_a_missing_end_marker() -> None:
@@ -142,9 +158,8 @@ def test_pythons_tarfile_notices_a_cut_inside_a_member_but_not_a_missing_end_mar
 
 
 def test_a_malformed_header_is_a_protocol_error() -> None:
-    reader = TarReader()
     with pytest.raises(ProtocolError, match="malformed tar header"):
-        list(reader.feed(b"\x01" * TAR_BLOCK))
+        list(read_tar(io.BytesIO(b"\x01" * TAR_BLOCK)))
 
 
 def test_the_error_member_is_an_ordinary_member_with_a_json_body() -> None:
@@ -152,12 +167,12 @@ def test_the_error_member_is_an_ordinary_member_with_a_json_body() -> None:
     data = b"".join(
         bytes(b) for b in [*tar_member(MEMBERS[0][0], [MEMBERS[0][1]]), *tar_member(ERROR_MEMBER, [json_bytes(body)])]
     )
-    reader = TarReader()
-    got = read_all(reader, iter([data]))
+    members = read_tar(io.BytesIO(data))
+    got = [(name, bytes(value)) for name, value in itertools.islice(members, 2)]
     assert got[-1] == (ERROR_MEMBER, json_bytes(body))
     assert json.loads(got[-1][1]) == body
     with pytest.raises(ProtocolError):
-        reader.close()
+        next(members)
 
 
 def test_json_bytes_is_compact_and_sorted() -> None:
@@ -186,15 +201,15 @@ BATCHES = [
 
 @pytest.mark.parametrize("split", ["whole", "byte by byte", "random chunks"])
 def test_frames_round_trip_however_bytes_arrive(split: str) -> None:
-    data = frames_stream(BATCHES)
     rng = random.Random(2)
     sizes = {
-        "whole": iter(lambda: len(data), None),
+        "whole": iter(lambda: 1 << 30, None),
         "byte by byte": iter(lambda: 1, None),
         "random chunks": iter(lambda: rng.randint(1, 700), None),
     }[split]
-    reader = FrameReader()
-    frames = [(header, payload) for chunk in chunked(data, sizes) for header, payload in reader.feed(chunk)]
+    body = Trickle(frames_stream(BATCHES), sizes)
+    frames = list(read_frames(body))
+    assert body.left == 0
     assert [header["kind"] for header, _ in frames] == ["batch", "batch", "batch", "end"]
     for index, (header, payload) in enumerate(frames[:-1]):
         assert header["index"] == index and header["nbytes"] == BATCHES[index].nbytes
@@ -203,8 +218,20 @@ def test_frames_round_trip_however_bytes_arrive(split: str) -> None:
         np.testing.assert_array_equal(array, BATCHES[index])
         array[0, 0, 0, 0] = 1  # writable: a training loop may normalise in place
     assert frames[-1][0] == {"kind": "end", "batches": 3, "nbytes": 0}
-    assert reader.complete
-    reader.close()
+
+
+def test_payloads_are_read_into_the_buffers_the_caller_allocates() -> None:
+    """The torch dataset allocates shared memory: the payload must land there, not in a copy."""
+    given: list[np.ndarray] = []
+
+    def allocate(size: int) -> np.ndarray:
+        given.append(np.full(size, 7, dtype=np.uint8))
+        return given[-1]
+
+    frames = list(read_frames(io.BytesIO(frames_stream(BATCHES)), allocate))
+    assert [payload for _, payload in frames] == given
+    np.testing.assert_array_equal(batch_array(frames[0][0], given[0]), BATCHES[0])
+    assert np.shares_memory(batch_array(frames[0][0], frames[0][1]), given[0])
 
 
 def test_frame_layout_is_magic_length_json_payload() -> None:
@@ -216,15 +243,20 @@ def test_frame_layout_is_magic_length_json_payload() -> None:
 
 
 def test_a_missing_end_frame_is_a_protocol_error() -> None:
-    reader = FrameReader()
-    assert len(list(reader.feed(frames_stream(BATCHES, end=False)))) == len(BATCHES)
-    with pytest.raises(ProtocolError, match="end frame"):
-        reader.close()
+    frames = read_frames(io.BytesIO(frames_stream(BATCHES, end=False)))
+    assert len(list(itertools.islice(frames, len(BATCHES)))) == len(BATCHES)
+    with pytest.raises(ProtocolError, match="before its end frame"):
+        next(frames)
+
+
+def test_a_stream_cut_inside_a_payload_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="inside a batch frame"):
+        list(read_frames(io.BytesIO(frames_stream(BATCHES)[:100])))
 
 
 def test_bytes_that_are_not_a_frame_are_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="expected a frame"):
-        list(FrameReader().feed(b"HTTP/1.1 500 oops"))
+        list(read_frames(io.BytesIO(b"HTTP/1.1 500 oops")))
 
 
 # --- npy ---------------------------------------------------------------------------------------------------
@@ -287,14 +319,3 @@ def test_fortran_ordered_npy_is_refused() -> None:
     np.save(buffer, np.asfortranarray(np.zeros((3, 4), np.uint8)))
     with pytest.raises(ValueError, match="Fortran"):
         npy_shape(buffer.getvalue())
-
-
-def test_byte_queue_hands_out_exact_sizes() -> None:
-    queue = ByteQueue()
-    queue.feed(b"abc")
-    assert queue.take(4) is None and len(queue) == 3
-    queue.feed(memoryview(b"defg"))
-    assert queue.peek(2) == b"ab" and len(queue) == 7
-    assert queue.take(4) == b"abcd"
-    queue.feed(b"h")  # compaction after most of the buffer was consumed keeps the rest
-    assert queue.take(4) == b"efgh" and len(queue) == 0

@@ -19,8 +19,7 @@ import numpy as np
 
 from .epochs import EpochRequest
 from .errors import InternalServerError, ProtocolError, TransportError, error_from_body
-from .transport import open_stream, raw_chunks
-from .wire import FrameReader, batch_array
+from .wire import Allocate, batch_array, empty_bytes, read_frames
 
 if TYPE_CHECKING:
     from .client import Client
@@ -41,21 +40,20 @@ class EpochBatch:
     padding: int
 
 
-def stream_epoch(client: Client, dataset: str, request: EpochRequest) -> Iterator[EpochBatch]:
+def stream_epoch(
+    client: Client, dataset: str, request: EpochRequest, allocate: Allocate = empty_bytes
+) -> Iterator[EpochBatch]:
     """One HTTP stream of batches, no retry; raises if it ends before its end frame."""
     body = request.model_dump(mode="json")
-    with open_stream(client.http, "POST", f"/v1/datasets/{dataset}/epochs", json=body) as response:
-        reader = FrameReader()
-        for chunk in raw_chunks(response):
-            for header, payload in reader.feed(chunk):
-                if header["kind"] == "error":
-                    raise error_from_body(500, header)
-                if header["kind"] == "batch":
-                    yield _batch(header, payload)
-        reader.close()
+    with client.stream("POST", f"/v1/datasets/{dataset}/epochs", json=body) as (response, _):
+        for header, payload in read_frames(response, allocate):
+            if header["kind"] == "error":
+                raise error_from_body(500, header)
+            if header["kind"] == "batch":
+                yield _batch(header, payload)
 
 
-def _batch(header: dict[str, Any], payload: bytearray) -> EpochBatch:
+def _batch(header: dict[str, Any], payload: np.ndarray) -> EpochBatch:
     return EpochBatch(
         number=int(header["batch"]),
         images=batch_array(header, payload),
@@ -80,6 +78,7 @@ class EpochBatches(Iterable[EpochBatch]):
         retries: int = 8,
         backoff: float = 0.25,
         max_backoff: float = 8.0,
+        allocate: Allocate = empty_bytes,
     ) -> None:
         self.client = client
         self.dataset = dataset
@@ -87,6 +86,7 @@ class EpochBatches(Iterable[EpochBatch]):
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.allocate = allocate
         self.next_batch = request.start_batch
 
     def __iter__(self) -> Iterator[EpochBatch]:
@@ -94,7 +94,7 @@ class EpochBatches(Iterable[EpochBatch]):
         while True:
             try:
                 request = self.request.model_copy(update={"start_batch": self.next_batch})
-                for batch in stream_epoch(self.client, self.dataset, request):
+                for batch in stream_epoch(self.client, self.dataset, request, self.allocate):
                     failures = 0
                     self.next_batch = batch.number + 1
                     yield batch

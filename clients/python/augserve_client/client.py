@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,8 @@ from .datasets import Label, image_folder, upload_files
 from .epochs import EpochRequest
 from .errors import ProtocolError, TransportError, error_from_body
 from .spec import Format, Spec
-from .transport import open_stream, raise_for_error, raw_chunks, ssl_context
-from .wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Buffer, TarReader, npy_parts, read_npy
+from .transport import StreamConnections, open_stream, raise_for_error, ssl_context
+from .wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Body, Buffer, npy_parts, read_npy, read_tar
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
 SpecInput = Spec | Mapping[str, Any] | str
@@ -30,7 +31,7 @@ class AugmentedImage:
     """One variant: its encoded bytes, its metadata, and the decoded image on demand."""
 
     name: str
-    data: bytes | bytearray
+    data: Buffer
     meta: dict[str, Any]
     _image: np.ndarray | None = field(default=None, repr=False)
 
@@ -53,11 +54,11 @@ class AugmentStream(Iterator[AugmentedImage]):
     Raises :class:`ProtocolError` if the stream ends early and the server's error if it reports one.
     """
 
-    def __init__(self, response: httpx.Response, close: Callable[[], None]) -> None:
-        self._response = response
+    def __init__(self, body: Body, headers: Mapping[str, str], close: Callable[[], None]) -> None:
+        self._body = body
         self._close = close
-        self.seed = int(response.headers["X-Augserve-Seed"])
-        self.count = int(response.headers["X-Augserve-Count"])
+        self.seed = int(headers["x-augserve-seed"])
+        self.count = int(headers["x-augserve-count"])
         self._members = self._parse()
 
     def __next__(self) -> AugmentedImage:
@@ -67,23 +68,20 @@ class AugmentStream(Iterator[AugmentedImage]):
         self._close()
 
     def _parse(self) -> Iterator[AugmentedImage]:
-        reader = TarReader()
         payload: tuple[str, bytearray] | None = None
         received = 0
         try:
-            for chunk in raw_chunks(self._response):
-                for name, data in reader.feed(chunk):
-                    if name == ERROR_MEMBER:
-                        raise error_from_body(500, json.loads(data))
-                    if name.endswith(".json"):
-                        if payload is None:
-                            raise ProtocolError(f"metadata {name} arrived without its image")
-                        received += 1
-                        yield AugmentedImage(payload[0], payload[1], json.loads(data))
-                        payload = None
-                    else:
-                        payload = (name, data)
-            reader.close()
+            for name, data in read_tar(self._body):
+                if name == ERROR_MEMBER:
+                    raise error_from_body(500, json.loads(data))
+                if name.endswith(".json"):
+                    if payload is None:
+                        raise ProtocolError(f"metadata {name} arrived without its image")
+                    received += 1
+                    yield AugmentedImage(payload[0], payload[1], json.loads(data))
+                    payload = None
+                else:
+                    payload = (name, data)
             if received != self.count:
                 raise ProtocolError(f"the server announced {self.count} variants and sent {received}")
         finally:
@@ -106,6 +104,8 @@ class Client:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport, verify=ssl_context())
+        # Streamed bodies are read in place by http.client (see .transport); an injected transport carries all.
+        self.streams = None if transport is not None else StreamConnections(self.http.base_url, timeout)
 
     def __enter__(self) -> Client:
         return self
@@ -115,6 +115,12 @@ class Client:
 
     def close(self) -> None:
         self.http.close()
+        if self.streams is not None:
+            self.streams.close()
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> ContextManager[tuple[Body, Mapping[str, str]]]:
+        """A streamed response, status checked: ``(body, headers)``; the wire readers read ``body``."""
+        return open_stream(self.http, self.streams, method, path, **kwargs)
 
     def augment(
         self,
@@ -139,11 +145,11 @@ class Client:
         if seed is not None:
             data["seed"] = str(seed)
         stack = ExitStack()
-        response = stack.enter_context(open_stream(self.http, "POST", "/v1/augment", files=files, data=data))
-        if response.headers.get("content-type") != MEDIA_TYPE_TAR:
+        body, headers = stack.enter_context(self.stream("POST", "/v1/augment", files=files, data=data))
+        if headers.get("content-type") != MEDIA_TYPE_TAR:
             stack.close()
-            raise ProtocolError(f"expected a tar stream, got {response.headers.get('content-type')}")
-        return AugmentStream(response, stack.close)
+            raise ProtocolError(f"expected a tar stream, got {headers.get('content-type')}")
+        return AugmentStream(body, headers, stack.close)
 
     def validate_spec(self, spec: SpecInput) -> dict[str, Any]:
         """The server's normalised form of ``spec`` (raises the server's error if it is invalid)."""
@@ -202,7 +208,7 @@ class Client:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as error:
             raise TransportError(f"{method} {path}: {error}") from error
-        raise_for_error(response)
+        raise_for_error(response.status_code, response.read)
         return response
 
 

@@ -18,19 +18,29 @@ Member and frame payloads are handed around as lists of buffers so the writer jo
 from __future__ import annotations
 
 import functools
+import http.client
 import io
 import json
 import math
 import struct
 import tarfile
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import ProtocolError
 
 Buffer = bytes | bytearray | memoryview
+Frame = tuple[dict[str, Any], np.ndarray]
+Allocate = Callable[[int], np.ndarray]  # nbytes -> a flat, writable uint8 array to read a payload into
+
+
+class Body(Protocol):
+    """What the readers read from: a response body (or any binary file) that fills the buffer it is given."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
 
 TAR_BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
@@ -125,108 +135,51 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
 
-class ByteQueue:
-    """Bytes arriving in chunks, taken out in exact sizes; one copy per item taken."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._start = 0
-
-    def feed(self, chunk: Buffer) -> None:
-        if self._start and self._start * 2 >= len(self._buffer):
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += chunk
-
-    def __len__(self) -> int:
-        return len(self._buffer) - self._start
-
-    def peek(self, size: int) -> bytearray | None:
-        if len(self) < size:
-            return None
-        return self._buffer[self._start : self._start + size]
-
-    def take(self, size: int) -> bytearray | None:
-        """The next ``size`` bytes as a fresh, writable bytearray, or None if they have not all arrived."""
-        item = self.peek(size)
-        if item is not None:
-            self._start += size
-        return item
+def read_exactly(body: Body, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``body``; returns the bytes read, fewer only where the body ended."""
+    filled = 0
+    try:
+        while filled < len(buffer):
+            count = body.readinto(buffer[filled:])
+            if not count:
+                break
+            filled += count
+    except (OSError, http.client.HTTPException) as error:
+        raise ProtocolError(f"the stream broke off: {error}") from error
+    return filled
 
 
-class _Reader:
-    """Shared by both readers: headers gather in a :class:`ByteQueue`; a body (a member's data, a frame's
-    payload) is copied once, straight from the arriving chunks into its own buffer, which is handed out.
-
-    The queue is only ever topped up to the size of the header being read, so when a body starts the queue is
-    empty and every later byte of the body skips it. Reading a 4.8 MB batch this way costs one copy instead of
-    two (queue, then slice) and never grows a buffer by appending.
-    """
-
-    def __init__(self) -> None:
-        self._queue = ByteQueue()
-        self._body = bytearray()
-        self._filled = 0
-        self._skip = 0  # bytes to drop after the body (a tar member's padding)
-        self.complete = False
-
-    def _top_up(self, data: memoryview, size: int) -> memoryview:
-        """Move just enough of ``data`` into the queue for it to hold ``size`` bytes; returns the rest."""
-        need = size - len(self._queue)
-        if need > 0 and data:
-            self._queue.feed(data[:need])
-            return data[need:]
-        return data
-
-    def _start_body(self, size: int, skip: int = 0) -> None:
-        self._body, self._filled, self._skip = bytearray(size), 0, skip
-
-    def _fill(self, data: memoryview) -> tuple[memoryview, bool]:
-        """Copy what ``data`` holds of the body (then drop its padding); returns (the rest, body complete?)."""
-        take = min(len(data), len(self._body) - self._filled)
-        if take:
-            self._body[self._filled : self._filled + take] = data[:take]
-            self._filled += take
-            data = data[take:]
-        if self._filled < len(self._body):
-            return data, False
-        dropped = min(self._skip, len(data))
-        self._skip -= dropped
-        return data[dropped:], not self._skip
+def _read(body: Body, size: int, incomplete: str) -> bytearray:
+    data = bytearray(size)
+    if read_exactly(body, memoryview(data)) < size:
+        raise ProtocolError(f"{incomplete}: the response is incomplete")
+    return data
 
 
-class TarReader(_Reader):
-    """Incremental reader of the variant tar: feed chunks, get ``(name, data)`` members as they complete."""
+def _expect_end(body: Body, padding: bytes = b"") -> None:
+    """Read to the end of the body, which must hold nothing more than ``padding`` bytes (tar tools pad an
+    archive to whole records with zeros). Reading to the end is also what frees the connection."""
+    rest = memoryview(bytearray(TAR_BLOCK * 20))
+    while count := read_exactly(body, rest):
+        if bytes(rest[:count]).strip(padding):
+            raise ProtocolError("bytes after the end of the stream")
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._name: str | None = None
 
-    def feed(self, chunk: Buffer) -> Iterator[tuple[str, bytearray]]:
-        data = memoryview(chunk).cast("B")
-        while not self.complete:
-            if self._name is None:
-                data = self._top_up(data, TAR_BLOCK)
-                header = self._queue.peek(TAR_BLOCK)
-                if header is None:
-                    return
-                if not any(header):
-                    self.complete = True
-                    return
-                info = _tar_info(header)
-                self._queue.take(TAR_BLOCK)
-                self._name = info.name
-                self._start_body(info.size, -info.size % TAR_BLOCK)
-            data, done = self._fill(data)
-            if not done:
-                return
-            name, self._name = self._name, None
-            yield name, self._body
+def read_tar(body: Body) -> Iterator[tuple[str, bytearray]]:
+    """The variant tar's ``(name, data)`` members, each read as soon as it has arrived.
 
-    def close(self) -> None:
-        """Call at the end of the stream: a missing end-of-archive marker means it was cut short."""
-        if not self.complete:
-            raise ProtocolError("the tar stream ended before its end-of-archive marker: the response is incomplete")
+    A member's data is read straight into its own buffer. A stream that ends before tar's end-of-archive
+    marker raises :class:`ProtocolError`: a failed or cut stream never passes for a short, complete one."""
+    while True:
+        header = _read(body, TAR_BLOCK, "the tar stream ended before its end-of-archive marker")
+        if not any(header):
+            _read(body, TAR_BLOCK, "the tar stream ended inside its end-of-archive marker")
+            _expect_end(body, b"\0")
+            return
+        info = _tar_info(header)
+        data = _read(body, info.size, f"the tar stream ended inside member {info.name!r}")
+        _read(body, -info.size % TAR_BLOCK, f"the tar stream ended inside member {info.name!r}")
+        yield info.name, data
 
 
 def _tar_info(header: bytearray) -> tarfile.TarInfo:
@@ -253,47 +206,33 @@ def batch_frame(images: np.ndarray, **fields: Any) -> list[Buffer]:
     return frame(header, [raw_bytes(images)])
 
 
-class FrameReader(_Reader):
-    """Incremental reader of batch frames: feed chunks, get ``(header, payload)`` pairs as they complete."""
+def empty_bytes(size: int) -> np.ndarray:
+    """A flat uint8 buffer, not zeroed (it is about to be overwritten)."""
+    return np.empty(size, dtype=np.uint8)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._header: dict[str, Any] | None = None
 
-    def feed(self, chunk: Buffer) -> Iterator[tuple[dict[str, Any], bytearray]]:
-        data = memoryview(chunk).cast("B")
-        while True:
-            if self._header is None:
-                data, self._header = self._read_header(data)
-                if self._header is None:
-                    return
-                self._start_body(int(self._header["nbytes"]))
-            data, done = self._fill(data)
-            if not done:
-                return
-            header, self._header = self._header, None
-            self.complete = header["kind"] == "end"
-            yield header, self._body
+def read_frames(body: Body, allocate: Allocate = empty_bytes) -> Iterator[Frame]:
+    """The batch frames of a stream, ``(header, payload)``, each read as soon as it has arrived.
 
-    def _read_header(self, data: memoryview) -> tuple[memoryview, dict[str, Any] | None]:
-        data = self._top_up(data, _FRAME_PREFIX.size)
-        prefix = self._queue.peek(_FRAME_PREFIX.size)
-        if prefix is None:
-            return data, None
+    A payload is read straight from the body into ``allocate(nbytes)`` (a flat uint8 array; the torch dataset
+    passes shared memory, so DataLoader hands the batch to the trainer without another copy). A stream that
+    ends before its end frame raises :class:`ProtocolError`."""
+    while True:
+        prefix = _read(body, _FRAME_PREFIX.size, "the batch stream ended before its end frame")
         magic, length = _FRAME_PREFIX.unpack(prefix)
         if magic != FRAME_MAGIC:
             raise ProtocolError(f"expected a frame, got bytes {bytes(prefix[:4])!r}")
-        data = self._top_up(data, _FRAME_PREFIX.size + length)
-        encoded = self._queue.take(_FRAME_PREFIX.size + length)
-        if encoded is None:
-            return data, None
-        return data, json.loads(encoded[_FRAME_PREFIX.size :])
+        header = json.loads(_read(body, length, "the batch stream ended inside a frame header"))
+        payload = allocate(int(header["nbytes"]))
+        if read_exactly(body, memoryview(payload)) < len(payload):
+            raise ProtocolError(f"the batch stream ended inside a {header['kind']} frame: the response is incomplete")
+        if header["kind"] == "end":
+            _expect_end(body)
+            yield header, payload
+            return
+        yield header, payload
 
-    def close(self) -> None:
-        if not self.complete:
-            raise ProtocolError("the batch stream ended before its end frame: the response is incomplete")
 
-
-def batch_array(header: dict[str, Any], payload: bytearray) -> np.ndarray:
+def batch_array(header: dict[str, Any], payload: np.ndarray) -> np.ndarray:
     """The (N, H, W, C) array of a batch frame, as a writable view on its payload."""
-    return np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"])
+    return payload.view(np.dtype(header["dtype"])).reshape(header["shape"])
