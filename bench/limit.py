@@ -1,9 +1,9 @@
 """LIMIT: the engine alone, in-process, on pre-decoded images: what the CPU can do with no service around it.
 
-Same ``augserve.engine.Pipeline``, same spec, same per-sample seeds (``sample_seed(seed, epoch, index)``) as
-an epoch stream. Work is split by index modulo the process count, in forked processes that start together
-on a barrier; the rate is all variants over the span from the first start to the last finish. OpenCV is held
-to one thread per process, as in the service, so "2 processes" means two cores and nothing more.
+The same ``augserve.engine.Pipeline.image`` call an epoch stream makes, with the same spec and per-sample seeds
+(``sample_seed(seed, epoch, index)``). Work is split by index modulo the process count, in forked processes
+that start together on a barrier; the rate is all variants over the span from the first start to the last
+finish. OpenCV is held to one thread per process, as in the service, so "2 processes" means two cores.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ def _worker(rank: int, processes: int, passes: int, barrier: Any, results: Any) 
     pipeline = Pipeline(Spec.model_validate(SPEC))
     mine = range(rank, len(_IMAGES), processes)
     for index in list(mine)[:4]:  # warm caches and lazy imports outside the timed span
-        pipeline(_IMAGES[index], index)
+        pipeline.image(_IMAGES[index], index)
     barrier.wait()
     busy, cpu, start = system_busy(), time.process_time(), time.perf_counter()
     count = 0
     for epoch in range(passes):
         for index in mine:
-            pipeline(_IMAGES[index], sample_seed(SEED, epoch, index))
+            pipeline.image(_IMAGES[index], sample_seed(SEED, epoch, index))
             count += 1
     results.put((start, time.perf_counter(), count, time.process_time() - cpu, busy, system_busy()))
 

@@ -108,7 +108,7 @@ def _fill_part(
     pipeline = state.pipelines.get(request.spec)
     for slot in range(start, stop):
         index = int(batch.indices[slot])
-        images[slot] = pipeline(decoded(state, manifest, index), sample_seed(request.seed, request.epoch, index)).image
+        images[slot] = pipeline.image(decoded(state, manifest, index), sample_seed(request.seed, request.epoch, index))
     return []
 
 

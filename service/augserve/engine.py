@@ -90,12 +90,16 @@ class Pipeline:
         self.compose = A.Compose([transform for _, _, transform in self.steps], strict=True)
 
     def __call__(self, image: np.ndarray, seed: int) -> Variant:
-        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-        out = self.compose(image=image)["image"]
+        out = self.image(image, seed)
         # Each transform keeps the params it drew for this call (empty when skipped): the same values that
         # Compose(save_applied_params=True) copies out, but tied to the spec op that made the transform.
         applied = [_describe(index, name, t) for index, name, t in self.steps if t.params]
-        return Variant(np.ascontiguousarray(out), seed, applied)
+        return Variant(out, seed, applied)
+
+    def image(self, image: np.ndarray, seed: int) -> np.ndarray:
+        """The variant's pixels alone: epoch batches carry seeds, not descriptions, so they skip describing."""
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        return np.ascontiguousarray(self.compose(image=image)["image"])
 
 
 def _transforms(op: Reflect | Rotate | Crop | Shift) -> list[A.BasicTransform]:
