@@ -7,6 +7,7 @@ with a quarter of a core leaves the server a quarter of a core less.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import time
@@ -62,7 +63,7 @@ class Config:
 @dataclass
 class Rate:
     """``variants`` delivered in ``wall_s``, and the CPU seconds spent meanwhile by the client (this process
-    and its reaped children, e.g. DataLoader workers), the server, and everything else on the machine
+    and its children, e.g. DataLoader workers), the server, and everything else on the machine
     (``other_cpu_s``: other people's processes, or the hypervisor's steal)."""
 
     variants: int
@@ -102,9 +103,11 @@ class ServerCpu(Protocol):
 
 
 def client_cpu() -> float:
-    """CPU seconds of this process (all threads) plus children it has already reaped."""
+    """CPU seconds of this process (all threads), its live multiprocessing children (persistent DataLoader
+    workers; not the servers, which are subprocesses) and the children it has already reaped."""
     times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    live = tree_cpu(child.pid for child in multiprocessing.active_children() if child.pid is not None)
+    return times.user + times.system + times.children_user + times.children_system + live
 
 
 def system_busy() -> float:

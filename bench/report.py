@@ -218,7 +218,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{memory['rss_after_epoch_mib']} MiB; {memory['growth_pct']}% from the baseline after epoch 2 to the last.",
         "",
         "client / server / other cores: CPU seconds per wall second, during the timed window, of the client "
-        "process (with its reaped DataLoader workers; for LIMIT, the engine processes), of the server tree, and of "
+        "process (with its DataLoader workers; for LIMIT, the engine processes), of the server tree, and of "
         "everything else on the machine (other people's processes; windows with more than 0.15 were measured "
         "again, up to 3 times, keeping the quietest).",
     ]
