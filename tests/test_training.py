@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 from augserve_client import Client
-from augserve_client.torch_dataset import AugmentedDataset
+from augserve_client.torch_dataset import AugmentedDataset, as_tensor, shared_bytes
+from augserve_client.wire import batch_array
 from servers import ServerProcess
 from torch import nn
 from torch.utils.data import DataLoader
@@ -188,6 +189,18 @@ def test_persistent_workers_see_set_epoch(dataset_server: ServerProcess, indexed
         assert sorted(found) == list(range(N))
         epochs.append(found)
     assert sum(epochs[0][i] != epochs[1][i] for i in range(N)) > N * 0.8
+
+
+def test_workers_read_batches_into_shared_memory_that_dataloader_passes_on_as_it_is() -> None:
+    """DataLoader copies a worker's tensor into shared memory unless it is there already; ours is."""
+    payload = shared_bytes(2 * 3 * 4 * 3)
+    payload[:] = np.arange(payload.size)
+    images = batch_array({"dtype": "uint8", "shape": [2, 3, 4, 3]}, payload)
+    tensor = as_tensor(images)
+    assert tensor.is_shared() and tensor.shape == (2, 3, 4, 3) and tensor.data_ptr() == images.ctypes.data
+    np.testing.assert_array_equal(tensor.numpy(), images)
+    plain = np.arange(12, dtype=np.uint8).reshape(3, 4)  # read in the main process: a plain view, no copy
+    assert not as_tensor(plain).is_shared() and np.shares_memory(as_tensor(plain).numpy(), plain)
 
 
 def test_a_name_is_a_dataset_name_even_where_a_folder_has_it(

@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 try:
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
@@ -26,6 +28,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from .batches import EpochBatch, EpochBatches, prefetch
 from .client import Client, SpecInput, as_spec
 from .epochs import EpochRequest, batches_per_shard
+from .wire import empty_bytes
 
 
 class AugmentedDataset(IterableDataset):
@@ -130,14 +133,16 @@ class AugmentedDataset(IterableDataset):
             drop_last=self.drop_last,
             start_batch=self._resume_point(epoch, key),
         )
+        allocate = shared_bytes if get_worker_info() is not None else empty_bytes
         with Client(self.server, timeout=self.timeout) as client:
-            for batch in prefetch(EpochBatches(client, self.dataset, request, retries=self.retries), self.prefetch):
+            batches = EpochBatches(client, self.dataset, request, retries=self.retries, allocate=allocate)
+            for batch in prefetch(batches, self.prefetch):
                 self._delivered[key] = batch.number + 1
                 yield self._tensors(batch)
         self._delivered.pop(key, None)  # a finished epoch iterated again starts over, as DataLoader users expect
 
     def _tensors(self, batch: EpochBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.from_numpy(batch.images).permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels-last)
+        images = as_tensor(batch.images).permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels-last)
         if self.output == "float":
             images = images.float().div_(255.0)
             if self.mean is not None and self.std is not None:
@@ -156,3 +161,25 @@ class AugmentedDataset(IterableDataset):
         self.set_epoch(int(state["epoch"]))
         self._delivered_epoch = int(state["epoch"])
         self._delivered = {str(key): int(value) for key, value in state["delivered"].items()}
+
+
+def shared_bytes(size: int) -> np.ndarray:
+    """A flat uint8 buffer in shared memory, to read a batch into inside a DataLoader worker.
+
+    DataLoader moves every tensor a worker yields into shared memory, copying it unless it is there already:
+    that copy was a third of a worker's CPU (py-spy). Reading the batch straight into shared memory skips it.
+    ``_new_shared`` allocates there directly; the public ``share_memory_()`` would copy an empty tensor."""
+    storage = torch.UntypedStorage._new_shared(size)
+    return torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a tensor: the shared-memory tensor it was read into (numpy keeps it as the views' base),
+    reshaped, so it stays shared; otherwise ``torch.from_numpy``."""
+    owner: Any = array
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    whole = isinstance(owner, torch.Tensor) and owner.is_shared() and owner.nbytes == array.nbytes
+    if whole and array.dtype == np.uint8 and array.flags.c_contiguous:
+        return owner.view(array.shape)
+    return torch.from_numpy(array)
