@@ -54,9 +54,9 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for kind, label in (("epoch", "epoch stream"), ("augment", "/v1/augment")):
         for key, summary in results["service"][kind].items():
             named.append((f"SERVICE {label}, {_server_label(key)}", summary))
-    named.append(("PEER: DataLoader(2 workers), PIL decode + albumentations", results["peer"]))
+    named.append(("PEER: DataLoader(2 persistent workers), PIL decode + albumentations", results["peer"]))
     for key, summary in results["ours"].items():
-        named.append((f"OURS: DataLoader(2 workers) + AugmentedDataset, {_server_label(key)}", summary))
+        named.append((f"OURS: DataLoader(2 persistent workers) + AugmentedDataset, {_server_label(key)}", summary))
     table = []
     for name, summary in named:
         rate = summary["variants_per_s"]
@@ -79,11 +79,11 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _server_label(key: str) -> str:
-    """``workers_2_threads_1`` -> ``server 2 workers x 1 thread``; threads 0 means one per core."""
+    """``workers_2_threads_1`` -> ``server 2 workers x 1 thread``; threads 0 means the default."""
     parts = key.split("_")
     workers = int(parts[1])
     threads = int(parts[3]) if len(parts) > 3 else 0
-    pool = "threads = cores" if threads == 0 else f"{threads} thread{'s' * (threads > 1)}"
+    pool = "default threads (cores / workers)" if threads == 0 else f"{threads} thread{'s' * (threads > 1)}"
     return f"server {workers} worker{'s' * (workers > 1)} x {pool}"
 
 

@@ -26,7 +26,7 @@ from bench import data, limit, memory, service  # noqa: E402
 from bench.common import Config  # noqa: E402
 from bench.serving import BenchServer, register  # noqa: E402
 
-# (workers, threads per worker; 0 = one per core, the default). Smoke skips the 1-thread pair: starting a
+# (workers, threads per worker; 0 = the default, cores / workers). Smoke skips the 1-thread pair: starting a
 # 2-worker server costs ~8 s here (each worker imports albumentations), and the pair adds no new code path.
 SERVER_CONFIGS = ((1, 0), (2, 0), (1, 1), (2, 1))
 SMOKE_SERVER_CONFIGS = SERVER_CONFIGS[:2]

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 only inside a container")
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
-    threads: int = Field(0, ge=0, le=256, description="augmentation threads per process; 0 = one per core")
+    threads: int = Field(0, ge=0, le=256, description="augmentation threads per worker; 0: cores / workers")
     log_level: str = "info"
 
     data_dir: Path = Field(Path("data"), description="writable store for uploaded datasets (shared by replicas)")
@@ -46,7 +46,9 @@ class Settings(BaseSettings):
 
     @property
     def pool_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        """Threads per worker. By default the workers share the cores: a thread per core in every worker
+        oversubscribed them (2 workers x 2 threads on 2 cores: 922 variants/s, against 1390 with 1 thread each)."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     @property
     def items_in_flight(self) -> int:
