@@ -60,7 +60,9 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 def test_probes() -> None:
-    probes = {kind: container()[kind]["httpGet"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    probes = {
+        kind: container()[kind]["httpGet"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
     assert probes["readinessProbe"]["path"] == "/readyz"
     assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/healthz"
     ports = {port["name"]: port["containerPort"] for port in container()["ports"]}
@@ -112,7 +114,9 @@ def test_settings_come_from_real_names() -> None:
     env_vars = {item["name"]: item.get("value") for item in container()["env"]}
     assert env_vars["NO_ALBUMENTATIONS_UPDATE"] == "1"
     assert set(env_vars) - {"NO_ALBUMENTATIONS_UPDATE"} <= names
-    assert container()["envFrom"] == [{"configMapRef": {"name": resources()["ConfigMap"]["metadata"]["name"]}}]
+    assert container()["envFrom"] == [
+        {"configMapRef": {"name": resources()["ConfigMap"]["metadata"]["name"]}}
+    ]
 
 
 def test_sizing_is_consistent() -> None:
