@@ -87,14 +87,12 @@ class StreamConnections:
             try:
                 connection.request(request.method, request.url.raw_path.decode(), request.read(), headers)
                 return connection, connection.getresponse()
-            except ConnectionError as error:  # RemoteDisconnected included: an idle connection the server closed
-                connection.close()
-                if not reused:
-                    raise TransportError(f"{request.method} {request.url.path}: {error}") from error
-                connection, reused = self._new(), False
             except (OSError, http.client.HTTPException) as error:
                 connection.close()
-                raise TransportError(f"{request.method} {request.url.path}: {error}") from error
+                # ConnectionError (RemoteDisconnected included) on a reused connection: the server closed it idle.
+                if not (reused and isinstance(error, ConnectionError)):
+                    raise TransportError(f"{request.method} {request.url.path}: {error}") from error
+                connection, reused = self._new(), False
 
     def release(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
         if response.isclosed() and not response.will_close:

@@ -149,10 +149,15 @@ def read_exactly(body: Body, buffer: memoryview) -> int:
     return filled
 
 
+def _fill(body: Body, buffer: Buffer | np.ndarray, incomplete: str) -> None:
+    """Fill all of ``buffer``, or raise ``ProtocolError`` saying where the stream ended."""
+    if read_exactly(body, memoryview(buffer)) < len(buffer):
+        raise ProtocolError(f"{incomplete}: the response is incomplete")
+
+
 def _read(body: Body, size: int, incomplete: str) -> bytearray:
     data = bytearray(size)
-    if read_exactly(body, memoryview(data)) < size:
-        raise ProtocolError(f"{incomplete}: the response is incomplete")
+    _fill(body, data, incomplete)
     return data
 
 
@@ -224,8 +229,7 @@ def read_frames(body: Body, allocate: Allocate = empty_bytes) -> Iterator[Frame]
             raise ProtocolError(f"expected a frame, got bytes {bytes(prefix[:4])!r}")
         header = json.loads(_read(body, length, "the batch stream ended inside a frame header"))
         payload = allocate(int(header["nbytes"]))
-        if read_exactly(body, memoryview(payload)) < len(payload):
-            raise ProtocolError(f"the batch stream ended inside a {header['kind']} frame: the response is incomplete")
+        _fill(body, payload, f"the batch stream ended inside a {header['kind']} frame")
         if header["kind"] == "end":
             _expect_end(body)
             yield header, payload
