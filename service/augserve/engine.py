@@ -7,6 +7,8 @@ albumentations 2.0.8 it is copied identically into forked workers and dropped by
 every op with the *same* seed and make, e.g., horizontal and vertical flips with equal ``p`` always agree.
 
 A pipeline carries random state while it runs, so each thread builds its own (once per spec, then reused).
+Flips and a rotation right before a random resized crop are resampled by the crop, in one step: see
+:mod:`augserve.fusion`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from augserve_client.errors import ErrorCode
 from augserve_client.spec import Crop, Reflect, Rotate, Shift, Spec, op_shapes
 
 from .errors import ServiceError, limit_exceeded
+from .fusion import Deferred, DeferredHorizontalFlip, DeferredRotate, DeferredVerticalFlip, deferrable, render
 
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
 INTERPOLATIONS = {
@@ -50,12 +53,21 @@ class RightAngleRotate(A.RandomRotate90):
 
 
 class RandomResizedCrop(A.RandomResizedCrop):
-    """RandomResizedCrop whose window is never empty.
+    """RandomResizedCrop whose window is never empty, and which renders the ops deferred to it, if any.
 
     When ten draws miss, albumentations 2.0.8 falls back to a centred window whose short side is
     ``round(side / ratio)``: a ratio beyond twice the image's width (or below half over its height) rounds it to
     0 pixels, and the crop raises in the middle of a stream. Such windows are widened to one pixel.
     """
+
+    def __init__(self, deferred: Deferred | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deferred = deferred
+
+    def apply(self, img: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        if self.deferred is None:
+            return super().apply(img, crop_coords, **params)
+        return render(self.deferred, img, crop_coords, self.size, self.interpolation)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         drawn = super().get_params_dependent_on_data(params, data)
@@ -80,9 +92,12 @@ class Pipeline:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
+        self.deferred = Deferred()
+        deferring = deferrable(spec.ops)
         self.steps: list[tuple[int, str, A.BasicTransform]] = []
         for index, op in enumerate(spec.ops):
-            self.steps += [(index, op.op, transform) for transform in _transforms(op)]
+            deferred = self.deferred if index in deferring else None
+            self.steps += [(index, op.op, transform) for transform in _transforms(op, deferred)]
         if spec.output.size is not None:
             height, width = spec.output.size
             interpolation = INTERPOLATIONS[spec.output.interpolation]
@@ -99,35 +114,39 @@ class Pipeline:
     def image(self, image: np.ndarray, seed: int) -> np.ndarray:
         """The variant's pixels alone: epoch batches carry seeds, not descriptions, so they skip describing."""
         self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        self.deferred.clear()  # after a variant that failed half-way
         return np.ascontiguousarray(self.compose(image=image)["image"])
 
 
-def _transforms(op: Reflect | Rotate | Crop | Shift) -> list[A.BasicTransform]:
+def _transforms(op: Reflect | Rotate | Crop | Shift, deferred: Deferred | None) -> list[A.BasicTransform]:
+    """The transforms for one op; given ``deferred``, the kind that leaves its resampling to the crop after it."""
+    defer = {} if deferred is None else {"deferred": deferred}
     if isinstance(op, Reflect):
-        return [flip(p=op.p) for flip, on in ((A.HorizontalFlip, op.horizontal), (A.VerticalFlip, op.vertical)) if on]
+        kinds = (DeferredHorizontalFlip, DeferredVerticalFlip) if defer else (A.HorizontalFlip, A.VerticalFlip)
+        return [kind(p=op.p, **defer) for kind, on in zip(kinds, (op.horizontal, op.vertical), strict=True) if on]
     if isinstance(op, Rotate):
         if op.right_angles is not None:
             return [RightAngleRotate(op.right_angles, p=op.p)]
-        return [A.Rotate(limit=op.angle, p=op.p, **_resampled(op))]
+        return [(DeferredRotate if defer else A.Rotate)(limit=op.angle, p=op.p, **_resampled(op), **defer)]
     if isinstance(op, Shift):
         axes = {"x": op.x, "y": op.y}
         translate = {"translate_px": {k: (round(lo), round(hi)) for k, (lo, hi) in axes.items()}}
         if op.unit == "fraction":
             translate = {"translate_percent": axes}
         return [A.Affine(**translate, p=op.p, **_resampled(op))]
-    return [_crop(op)]
+    return [_crop(op, deferred)]
 
 
 def _resampled(op: Rotate | Shift) -> dict[str, Any]:
     return {"border_mode": BORDERS[op.border], "fill": op.fill, "interpolation": INTERPOLATIONS[op.interpolation]}
 
 
-def _crop(op: Crop) -> A.BasicTransform:
+def _crop(op: Crop, deferred: Deferred | None) -> A.BasicTransform:
     height, width = op.size
     if op.mode == "random_resized":
         interpolation = INTERPOLATIONS[op.interpolation]
         return RandomResizedCrop(
-            size=(height, width), scale=op.scale, ratio=op.ratio, interpolation=interpolation, p=op.p
+            deferred, size=(height, width), scale=op.scale, ratio=op.ratio, interpolation=interpolation, p=op.p
         )
     crop = A.RandomCrop if op.mode == "random" else A.CenterCrop
     return crop(height, width, pad_if_needed=True, border_mode=BORDERS[op.border], fill=op.fill, p=op.p)
@@ -136,7 +155,8 @@ def _crop(op: Crop) -> A.BasicTransform:
 def _describe(index: int, name: str, transform: A.BasicTransform) -> dict[str, Any]:
     """The parameters a transform applied, as plain JSON values a person can read."""
     params = transform.params
-    described: dict[str, Any] = {"op": name, "op_index": index, "transform": type(transform).__name__}
+    kind = type(transform).__name__.removeprefix("Deferred")  # deferring changes when, not what
+    described: dict[str, Any] = {"op": name, "op_index": index, "transform": kind}
     if isinstance(transform, A.HorizontalFlip | A.VerticalFlip):
         described["axis"] = "horizontal" if isinstance(transform, A.HorizontalFlip) else "vertical"
     elif isinstance(transform, RightAngleRotate):
