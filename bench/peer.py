@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -24,22 +23,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .common import SEED, SPEC, Config, Rate, measure, timed
+from .limit import plain_transform
 from .serving import CLIENT_TIMEOUT, BenchServer, SpreadSampler
 
 WORKERS = 2
-
-
-def peer_transform() -> A.Compose:
-    """The spec written directly in albumentations, with the parameters the service compiles it to."""
-    linear, constant = cv2.INTER_LINEAR, cv2.BORDER_CONSTANT
-    return A.Compose(
-        [
-            A.HorizontalFlip(p=0.5),
-            A.Rotate(limit=(-15, 15), p=0.5, border_mode=constant, fill=0, interpolation=linear),
-            A.RandomResizedCrop(size=(224, 224), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation=linear, p=1),
-            A.Affine(translate_percent={"x": (-0.1, 0.1), "y": (-0.1, 0.1)}, p=0.5, border_mode=constant, fill=0),
-        ]
-    )
 
 
 class JpegFolder(Dataset):
@@ -47,7 +34,7 @@ class JpegFolder(Dataset):
 
     def __init__(self, files: list[Path], labels: list[int]) -> None:
         self.files, self.labels = files, labels
-        self.transform = peer_transform()
+        self.transform = plain_transform()
 
     def __len__(self) -> int:
         return len(self.files)

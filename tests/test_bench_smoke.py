@@ -43,7 +43,7 @@ def test_every_section_is_in_the_json(results: dict) -> None:
     assert set(SECTIONS) <= results.keys()
     assert results["config"]["smoke"] is True
     assert results["machine"]["cores"] >= 1 and results["machine"]["python"]
-    assert set(results["limit"]) == {"processes_1", "processes_2"}
+    assert set(results["limit"]) == {"processes_1", "processes_2", "plain_processes_2"}
     assert {"workers_1", "workers_2"} <= results["service"]["epoch"].keys()
     assert {"workers_1", "workers_2"} <= results["service"]["augment"].keys()
     assert {"workers_1", "workers_2"} <= results["ours"].keys()
@@ -82,7 +82,7 @@ def test_memory_is_read_after_every_epoch(results: dict) -> None:
 
 def test_targets_and_rows_cover_every_configuration(results: dict) -> None:
     names = [row["configuration"] for row in results["rows"]]
-    assert sum(name.startswith("LIMIT") for name in names) == 2
+    assert sum(name.startswith("LIMIT") for name in names) == 3  # engine x1, x2; plain albumentations x2
     assert any(name.startswith("PEER") for name in names) and any(name.startswith("OURS") for name in names)
     assert all(row["vs_limit"] > 0 and row["vs_peer"] > 0 for row in results["rows"])
     assert len(results["targets"]) >= 5
