@@ -25,6 +25,7 @@ import albumentations as A
 import albumentations.augmentations.crops.functional as fcrops
 import albumentations.augmentations.geometric.functional as fgeometric
 import numpy as np
+from albucore import hflip, vflip
 from augserve_client.spec import Crop, Op, Reflect, Rotate
 
 
@@ -145,4 +146,6 @@ def _flipped_window(
     if flips[1]:
         y_min, y_max = height - y_max, height - y_min
     out = fgeometric.resize(fcrops.crop(image, x_min, y_min, x_max, y_max), size, interpolation)
-    return out[:: -1 if flips[1] else 1, :: -1 if flips[0] else 1]
+    # OpenCV's flips, as albumentations' own: numpy's reversed-column view costs 0.2 ms to make contiguous.
+    out = vflip(out) if flips[1] else out
+    return hflip(out) if flips[0] else out
