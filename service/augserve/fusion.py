@@ -8,7 +8,8 @@ pipeline's :class:`Deferred`. The crop, which knows its window, then renders the
 (:func:`render`):
 
 - flips alone: the window is mirrored instead of the image, cropped and resized, and the small result
-  flipped. Same pixels as flipping first, for a fraction of the memory traffic.
+  flipped. When the window shrinks (the usual case) with linear interpolation, these are exactly the pixels
+  of flipping first; otherwise OpenCV's fixed-point weights, not quite symmetric, can differ by one grey level.
 - with a rotation: one ``warpAffine`` of the source through the composed matrix (flips, rotation, window,
   resize) straight onto the output size. The variant is interpolated once instead of twice (rotate, then
   resize), so it is a little sharper; the geometry, the border and the fill are the rotation's own.
@@ -54,11 +55,14 @@ def deferrable(ops: Sequence[Op]) -> set[int]:
     A run qualifies when it is reflects and at most one range rotation, directly before a random resized crop
     that always applies (a skipped crop would leave the run undone). Two rotations are not one: the second
     turns the first one's filled corners. The rotation must resample the way the crop does, and not by area,
-    which ``warpAffine`` cannot do.
+    which ``warpAffine`` cannot do. A ``nearest`` crop never qualifies: cv2.resize's nearest neighbour picks
+    ``floor(dst * scale)``, not the pixel-centre mapping, so it neither commutes with a flip nor matches a warp.
     """
     chosen: set[int] = set()
     for index, crop in enumerate(ops):
         if not (isinstance(crop, Crop) and crop.mode == "random_resized" and crop.p == 1.0):
+            continue
+        if crop.interpolation == "nearest":
             continue
         run, rotated = [], False
         for before in range(index - 1, -1, -1):
@@ -131,7 +135,10 @@ def render(
     window = np.array(
         [[scale_x, 0.0, (0.5 - x_min) * scale_x - 0.5], [0.0, scale_y, (0.5 - y_min) * scale_y - 0.5], [0, 0, 1]]
     )
-    return fgeometric.warp_affine(image, window @ matrix, interpolation, rotation.fill, rotation.border_mode, size)
+    combined = window @ matrix
+    if fgeometric.is_identity_matrix(combined):  # warp_affine would hand back the whole source, not the window
+        return fcrops.crop(image, 0, 0, size[1], size[0])
+    return fgeometric.warp_affine(image, combined, interpolation, rotation.fill, rotation.border_mode, size)
 
 
 def _flipped_window(
