@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from augserve_client import Client, ConflictError, InvalidImageError, InvalidRequestError, NotFoundError
-from augserve_client.errors import ServerError
+from augserve_client.errors import ProtocolError, ServerError
+from augserve_client.wire import read_frames
 from pydantic import ValidationError
 from servers import ServerProcess
 
@@ -189,6 +192,70 @@ def test_datasets_survive_restart_and_are_shared_by_replicas(
             restarted.stop()
     finally:
         first.stop()
+
+
+@pytest.mark.parametrize("request_fields", [{}, {"shard_index": 2, "shard_count": 3}, {"drop_last": True}])
+def test_an_epoch_stream_announces_its_exact_length(
+    dataset_server: ServerProcess, indexed_files: list[Path], small_spec: dict, request_fields: dict
+) -> None:
+    """Content-Length, not chunks: every frame's size is fixed before the first sample is drawn. Labels as wide
+    as they come (negative, many digits) and a short last batch must not break the count."""
+    labels = [-1, 123_456_789_012, 7, -5_000_000_000, 3, 0, 11, 2, 99, 5, 6]
+    with Client(dataset_server.url) as client:
+        client.upload_dataset("lengths", indexed_files[:11], labels=labels, progress=False)
+    body = {"spec": small_spec, "batch_size": 4, "seed": 3, **request_fields}
+    response = httpx.post(f"{dataset_server.url}/v1/datasets/lengths/epochs", json=body)
+    assert response.status_code == 200 and "transfer-encoding" not in response.headers
+    assert int(response.headers["content-length"]) == len(response.content)
+    frames = list(read_frames(io.BytesIO(response.content)))
+    assert frames[-1][0] == {"kind": "end", "batches": len(frames) - 1, "nbytes": 0}
+    for header, _ in frames[:-1]:
+        assert header["labels"] == [labels[index] for index in header["indices"]]
+
+
+@pytest.fixture
+def flaky(tmp_path: Path, indexed_files: list[Path]) -> Iterator[tuple[Client, Path]]:
+    """A folder dataset "flaky" of 12 files (with long names) whose last file is broken after registration."""
+    folder = tmp_path / "root" / "flaky" / "all"
+    folder.mkdir(parents=True)
+    paths = [folder / f"{index:03d}-{'a-long-file-name-' * 8}.png" for index in range(12)]
+    for source, path in zip(indexed_files, paths, strict=False):
+        path.write_bytes(source.read_bytes())
+    server = ServerProcess(tmp_path / "data", data_root=tmp_path / "root", threads=2).start()
+    try:
+        with Client(server.url) as client:
+            client.register_folder("flaky", "flaky")
+            paths[-1].write_bytes(b"not an image any more")
+            yield client, paths[-1]
+            assert client.describe("flaky")["count"] == 12  # the server serves on
+        assert "Content-Length" not in server.log()
+    finally:
+        server.stop()
+
+
+def test_a_sample_that_fails_mid_stream_ends_it_with_its_error(flaky: tuple[Client, Path]) -> None:
+    """The batches before the broken file arrive, then the client raises the server's typed error (not a short
+    epoch that looks complete)."""
+    client, broken = flaky
+    received = []
+    with pytest.raises(InvalidImageError) as error:
+        spec = {"output": {"size": [16, 16], "format": "npy"}}
+        for batch in client.epoch("flaky", spec, batch_size=4, shuffle=False, retries=0):
+            received.append(batch.indices.tolist())
+    assert received == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert broken.name in str(error.value)
+
+
+def test_an_error_record_longer_than_the_rest_of_the_stream_is_cut(flaky: tuple[Client, Path]) -> None:
+    """With 1x1 outputs the bytes left when the last file breaks are fewer than its error record (which names
+    the file): the stream keeps its promised length and ends inside the record, a broken stream to the client."""
+    client, _ = flaky
+    received = []
+    with pytest.raises(ProtocolError, match=r"incomplete|broke off"):
+        spec = {"output": {"size": [1, 1], "format": "npy"}}
+        for batch in client.epoch("flaky", spec, batch_size=1, start_batch=10, shuffle=False, retries=0):
+            received.append(batch.number)
+    assert received == [10]
 
 
 def test_a_stalled_reader_holds_back_production(tmp_path: Path, indexed_files: list[Path]) -> None:

@@ -18,7 +18,10 @@ from augserve_client.wire import (
     TAR_BLOCK,
     batch_array,
     batch_frame,
+    batch_header,
     frame,
+    frame_size,
+    header_size,
     json_bytes,
     member_stem,
     npy_parts,
@@ -240,6 +243,20 @@ def test_frame_layout_is_magic_length_json_payload() -> None:
     length = int.from_bytes(data[4:8], "little")
     assert json.loads(data[8 : 8 + length]) == {"kind": "batch", "x": 1, "nbytes": 5}
     assert data[8 + length :] == b"abcde"
+
+
+def test_a_padded_header_reads_the_same_and_has_the_size_it_was_given() -> None:
+    """The server pads batch headers to a size fixed in advance, to announce the stream's Content-Length."""
+    header = batch_header(BATCHES[0].shape, "uint8", index=0, labels=[0, 0, 0])
+    exact = header_size(header, BATCHES[0].nbytes)
+    padded = b"".join(bytes(part) for part in batch_frame(BATCHES[0], exact + 40, index=0, labels=[0, 0, 0]))
+    assert len(padded) == frame_size(exact + 40, BATCHES[0].nbytes)
+    plain = b"".join(bytes(part) for part in batch_frame(BATCHES[0], index=0, labels=[0, 0, 0]))
+    assert len(plain) == frame_size(exact, BATCHES[0].nbytes) == len(padded) - 40
+    (read, payload), (end, _) = read_frames(io.BytesIO(padded + frames_stream([])))
+    assert end["kind"] == "end"
+    assert read == {**header, "nbytes": BATCHES[0].nbytes}
+    np.testing.assert_array_equal(batch_array(read, payload), BATCHES[0])
 
 
 def test_a_missing_end_frame_is_a_protocol_error() -> None:

@@ -9,8 +9,10 @@ A buffer of ``flush_bytes`` or more (an epoch batch's pixels) is passed on as it
 megabytes on the event loop, holding the GIL, for a write that is large enough on its own.
 
 If a job fails after bytes were sent, the status line is long gone: the stream writes the format's error
-record (``on_error``) and then raises, which makes uvicorn drop the connection without the final chunk. The
-client sees an error record and an incomplete stream, never a short result that looks complete.
+record (``on_error``) and then raises, which makes uvicorn drop the connection without the final chunk (or
+short of the promised ``length``). The client sees an error record and an incomplete stream, never a short
+result that looks complete. A stream of known ``length`` sends at most the bytes it has left of the record:
+the client then sees a cut record, still an incomplete stream.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ async def stream_jobs(
     flush_bytes: int,
     trailer: Callable[[], list[Buffer]],
     on_error: Callable[[Exception], list[Buffer]],
+    length: int | None = None,
 ) -> AsyncIterator[bytes | memoryview]:
-    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``."""
+    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``; ``length`` is the
+    Content-Length the response promised, if it did."""
     loop = asyncio.get_running_loop()
     todo = iter(jobs)
     pending: deque[asyncio.Future[list[Buffer]]] = deque()
     ready: list[Buffer] = []
-    ready_bytes = 0
+    ready_bytes = sent = 0
 
     def refill() -> None:
         while len(pending) < inflight and (job := next(todo, None)) is not None:
@@ -51,6 +55,7 @@ async def stream_jobs(
         refill()
         while pending:
             if ready and not pending[0].done():
+                sent += ready_bytes
                 yield b"".join(ready)
                 ready, ready_bytes = [], 0
             parts = await pending.popleft()
@@ -61,16 +66,20 @@ async def stream_jobs(
                     ready_bytes += len(part)
                     continue
                 if ready:
+                    sent += ready_bytes
                     yield b"".join(ready)
                     ready, ready_bytes = [], 0
+                sent += len(part)
                 yield memoryview(part)
             if ready_bytes >= flush_bytes:
+                sent += ready_bytes
                 yield b"".join(ready)
                 ready, ready_bytes = [], 0
         yield b"".join([*ready, *trailer()])
     except Exception as error:
         log.exception("stream failed after it started; closing the connection without its end marker")
-        yield b"".join(on_error(error))
+        record = b"".join(on_error(error))
+        yield record if length is None else record[: length - sent]
         raise
     finally:
         for future in pending:

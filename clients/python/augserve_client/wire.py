@@ -11,6 +11,7 @@ Two formats travel over HTTP, both streamed as they are produced:
 * **Batch frames** (epoch streaming): ``b"AUGF"``, a little-endian ``uint32`` header length, a UTF-8 JSON
   header, then ``header["nbytes"]`` payload bytes. ``kind`` is ``batch`` (payload: a C-ordered uint8 array of
   ``header["shape"]``), ``end`` (the stream is complete; ``batches`` says how many were sent) or ``error``.
+  A writer may pad a header with spaces (JSON allows them) to make a frame's size known before its contents.
 
 Member and frame payloads are handed around as lists of buffers so the writer joins them exactly once.
 """
@@ -197,18 +198,33 @@ def _tar_info(header: bytearray) -> tarfile.TarInfo:
 # --- frames ----------------------------------------------------------------------------------------------
 
 
-def frame(header: dict[str, Any], payload: list[Buffer] | None = None) -> list[Buffer]:
-    """One frame; ``header["nbytes"]`` is filled in from the payload."""
+def frame(header: dict[str, Any], payload: list[Buffer] | None = None, header_bytes: int = 0) -> list[Buffer]:
+    """One frame; ``header["nbytes"]`` is filled in from the payload. The JSON header is padded with spaces to
+    ``header_bytes``, so that a writer can fix a frame's size before it knows the header's values."""
     payload = payload or []
-    encoded = json_bytes({**header, "nbytes": sum(len(part) for part in payload)})
+    encoded = json_bytes({**header, "nbytes": sum(len(part) for part in payload)}).ljust(header_bytes)
     return [_FRAME_PREFIX.pack(FRAME_MAGIC, len(encoded)), encoded, *payload]
 
 
-def batch_frame(images: np.ndarray, **fields: Any) -> list[Buffer]:
+def header_size(header: dict[str, Any], nbytes: int) -> int:
+    """Bytes of the (unpadded) JSON header of a frame with ``nbytes`` of payload."""
+    return len(json_bytes({**header, "nbytes": nbytes}))
+
+
+def frame_size(header_bytes: int, nbytes: int) -> int:
+    """Bytes of a whole frame whose JSON header takes ``header_bytes``."""
+    return _FRAME_PREFIX.size + header_bytes + nbytes
+
+
+def batch_header(shape: tuple[int, ...], dtype: str, **fields: Any) -> dict[str, Any]:
+    """A batch frame's header (without ``nbytes``)."""
+    return {"kind": "batch", "shape": list(shape), "dtype": dtype, **fields}
+
+
+def batch_frame(images: np.ndarray, header_bytes: int = 0, **fields: Any) -> list[Buffer]:
     """A batch frame: ``images`` is (N, H, W, C) uint8; ``fields`` carry labels, indices, seeds, ..."""
     images = np.ascontiguousarray(images)
-    header = {"kind": "batch", "shape": list(images.shape), "dtype": str(images.dtype), **fields}
-    return frame(header, [raw_bytes(images)])
+    return frame(batch_header(images.shape, str(images.dtype), **fields), [raw_bytes(images)], header_bytes)
 
 
 def empty_bytes(size: int) -> np.ndarray:

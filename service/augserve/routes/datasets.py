@@ -134,19 +134,22 @@ async def delete_dataset(name: str, state: State) -> Response:
     responses={200: {"content": {MEDIA_TYPE_FRAMES: {}}, "description": "batch frames (docs/wire-format.md)"}},
 )
 async def stream_epoch(name: str, body: EpochRequest, state: State) -> StreamingResponse:
-    """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say how many batches the
-    shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
+    """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say its length, how many
+    batches the shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
     manifest = await state.run(state.store.get, name)
-    batches, total, shape = batching.plan(state, manifest, body)
+    plan = batching.plan(state, manifest, body)
+    length = plan.content_length()
     stream = state.stream(
-        batching.jobs(state, manifest, body, batches, shape),
-        trailer=lambda: batching.end_frame(len(batches)),
+        batching.jobs(state, manifest, body, plan),
+        trailer=lambda: batching.end_frame(len(plan.batches)),
         on_error=batching.error_frame,
+        length=length,
     )
     cache = state.cache.stats()
     headers = {
-        "X-Augserve-Batches": str(total),
-        "X-Augserve-Shape": f"{shape[0]}x{shape[1]}x3",
+        "Content-Length": str(length),
+        "X-Augserve-Batches": str(plan.total),
+        "X-Augserve-Shape": f"{plan.shape[0]}x{plan.shape[1]}x3",
         "X-Augserve-Cache": f"hits={cache['hits']};misses={cache['misses']}",
     }
     return StreamingResponse(stream, media_type=MEDIA_TYPE_FRAMES, headers=headers)
