@@ -7,7 +7,9 @@ served by one worker; two streams let two workers share the load.
 * augment: each thread posts ``augment_images`` JPEGs (bytes held in memory) and asks for
   ``augment_variants`` variants of each, raw npy, reading every variant's array.
 * epoch: the dataset is registered, then every worker's decoded-image cache is warmed by a full unsharded
-  epoch on each connection; a timed window is ``epochs`` epochs, each split into 2 shards streamed at once.
+  epoch on each connection; a timed window is ``epochs`` epochs, each split into 2 shards, and each stream
+  goes through its shard of every epoch back to back, as each LIMIT process goes through its share of every
+  pass: waiting for the slower shard at each epoch's end would idle a core in SERVICE that LIMIT keeps busy.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,11 @@ def epoch_window(server: BenchServer, dataset: str, config: Config, epochs: Epoc
     with spread_clients(server, STREAMS) as clients:
         numbers = epochs.take(config.epochs)
 
+        def shards(stream: int, client: Client) -> int:
+            return sum(_shard_of(dataset, config, epoch, stream, client) for epoch in numbers)
+
         def work() -> int:
-            return sum(in_parallel(clients, partial(_shard_of, dataset, config, epoch)) for epoch in numbers)
+            return in_parallel(clients, shards)
 
         rate = measure(work, server)
         rate.extra["spread"] = balanced(server, STREAMS) if server.workers > 1 else True

@@ -168,6 +168,14 @@ def balanced(server: BenchServer, clients: int) -> bool:
     return sum(counts) == clients and all(count == share for count in counts)
 
 
+def accepted(server: BenchServer, clients: int, timeout: float = 1.0) -> None:
+    """Wait until the workers have accepted ``clients`` connections: a connection the kernel has completed but
+    no worker has accepted yet belongs to no worker, so judging the spread before that always fails."""
+    deadline = time.monotonic() + timeout
+    while sum(server.connections_per_worker()) < clients and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 @contextmanager
 def spread_clients(server: BenchServer, count: int, attempts: int = 40) -> Iterator[list[Client]]:
     """``count`` connected clients, spread evenly over the server's workers when ``count`` allows it."""
@@ -175,7 +183,10 @@ def spread_clients(server: BenchServer, count: int, attempts: int = 40) -> Itera
         clients = [Client(server.url, timeout=CLIENT_TIMEOUT) for _ in range(count)]
         for client in clients:
             client.streams.connect()  # type: ignore[union-attr]  # streams are what the bench measures
-        if count % server.workers or balanced(server, count):
+        if count % server.workers:
+            break
+        accepted(server, count)
+        if balanced(server, count):
             break
         for client in clients:
             client.close()
