@@ -53,7 +53,7 @@ class Config:
 
     @classmethod
     def full(cls) -> Config:
-        return cls(False, 512, 4, 32, 2, 2, 3, 16, 8, 16, 16, 10, 15, 3)
+        return cls(False, 512, 4, 32, 4, 4, 3, 16, 8, 16, 16, 10, 15, 3)
 
     @classmethod
     def tiny(cls) -> Config:
