@@ -29,6 +29,8 @@ import numpy as np
 from albucore import hflip, vflip
 from augserve_client.spec import Crop, Op, Reflect, Rotate
 
+from .warps import warp_affine
+
 
 class Deferred:
     """The geometry recorded so far for one variant: a 3x3 matrix taking source pixel centres to those of the
@@ -138,7 +140,7 @@ def render(
     combined = window @ matrix
     if fgeometric.is_identity_matrix(combined):  # warp_affine would hand back the whole source, not the window
         return fcrops.crop(image, 0, 0, size[1], size[0])
-    return fgeometric.warp_affine(image, combined, interpolation, rotation.fill, rotation.border_mode, size)
+    return warp_affine(image, combined, interpolation, rotation.fill, rotation.border_mode, size)
 
 
 def _flipped_window(
