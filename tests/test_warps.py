@@ -41,12 +41,44 @@ def test_rgb_warps_are_bit_identical_to_the_three_channel_warp(
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("interpolation", sorted(set(INTERPOLATIONS) - {"area"}))
+@pytest.mark.parametrize("border", sorted(BORDERS))
+@pytest.mark.parametrize("fill", [0, 200, (10, 120, 250)], ids=["0", "200", "rgb"])
+def test_whole_pixel_shifts_are_bit_identical_to_the_warp(interpolation: str, border: str, fill: Any) -> None:
+    """Every shift the spec allows (up to the whole image), and beyond it, where the warp is used after all."""
+    image = photo(61, 90)
+    for dx, dy in [(12, -7), (-3, 0), (0, 5), (89, -60), (-89, 60), (-90, 3), (0, 61), (200, -100)]:
+        matrix = np.array([[1.0, 0, dx], [0, 1, dy], [0, 0, 1]])
+        args = (matrix, INTERPOLATIONS[interpolation], fill, BORDERS[border], (61, 90))
+        fast = abs(dx) < 90 and abs(dy) < 61
+        assert warps.whole_pixel_shift(matrix, image.shape[:2], (61, 90)) == ((dx, dy) if fast else None)
+        np.testing.assert_array_equal(warps.warp_affine(image, *args), fgeometric.warp_affine(image, *args))
+
+
+def test_only_whole_pixel_moves_onto_the_same_size_are_shifts() -> None:
+    assert warps.whole_pixel_shift(SHIFT, (224, 224), (224, 224)) is None  # fractional
+    assert warps.whole_pixel_shift(TURN, (224, 224), (224, 224)) is None
+    assert warps.whole_pixel_shift(np.array([[1.0, 0, 3], [0, 1, 2], [0, 0, 1]]), (224, 224), (100, 100)) is None
+
+
 def test_an_identity_warp_and_other_images_are_left_to_albumentations() -> None:
     image = photo()
     assert warps.warp_affine(image, np.eye(3), cv2.INTER_LINEAR, 0, cv2.BORDER_CONSTANT, (240, 280)) is image
     grey = photo()[..., 0]
     args = (SHIFT, cv2.INTER_LINEAR, 0, cv2.BORDER_REFLECT_101, (240, 280))
     np.testing.assert_array_equal(warps.warp_affine(grey, *args), fgeometric.warp_affine(grey, *args))
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [(0, 0, 0), (1, 1, 1e-9), (0, 0, 5e-6), (1, 0, 1e-7), (0, 2, 1e-7), (0, 2, 2e-9), (2, 2, 2e-5), (1, 1, -3e-6)],
+)
+def test_is_identity_agrees_with_albumentations(offset: tuple[int, int, float]) -> None:
+    row, col, delta = offset
+    matrix = np.eye(3)
+    matrix[row, col] += delta
+    assert warps.is_identity(matrix) == fgeometric.is_identity_matrix(matrix)
+    assert not warps.is_identity(TURN) and not warps.is_identity(SHIFT)
 
 
 @pytest.mark.parametrize(

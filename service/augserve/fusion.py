@@ -29,7 +29,7 @@ import numpy as np
 from albucore import hflip, vflip
 from augserve_client.spec import Crop, Op, Reflect, Rotate
 
-from .warps import warp_affine
+from .warps import is_identity, warp_affine
 
 
 class Deferred:
@@ -138,7 +138,7 @@ def render(
         [[scale_x, 0.0, (0.5 - x_min) * scale_x - 0.5], [0.0, scale_y, (0.5 - y_min) * scale_y - 0.5], [0, 0, 1]]
     )
     combined = window @ matrix
-    if fgeometric.is_identity_matrix(combined):  # warp_affine would hand back the whole source, not the window
+    if is_identity(combined):  # warp_affine would hand back the whole source, not the window
         return fcrops.crop(image, 0, 0, size[1], size[0])
     return warp_affine(image, combined, interpolation, rotation.fill, rotation.border_mode, size)
 
