@@ -29,6 +29,7 @@ import numpy as np
 from albucore import hflip, vflip
 from augserve_client.spec import Crop, Op, Reflect, Rotate
 
+from . import warps
 from .warps import is_identity, warp_affine
 
 
@@ -111,7 +112,7 @@ class DeferredVerticalFlip(_DeferredFlip, A.VerticalFlip):
     axis = 1
 
 
-class DeferredRotate(A.Rotate):
+class DeferredRotate(warps.Rotate):
     def __init__(self, deferred: Deferred, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deferred = deferred

@@ -75,14 +75,36 @@ def translate(image: np.ndarray, dx: int, dy: int, border_mode: int, fill: Any) 
 
 
 class Affine(A.Affine):
-    """``A.Affine`` warping through :func:`warp_affine`."""
+    """``A.Affine`` warping through :func:`warp_affine`, drawing only the image's matrix."""
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """albumentations' draws, in its order, and the image's matrix alone: ``A.Affine`` also builds one for
+        bounding boxes (~25 us of Python, holding the GIL) that images never use. The engine never sets
+        ``fit_output``, the only other thing it would do."""
+        shape = params["shape"][:2]
+        translate = self._get_translate_params(shape)
+        shear = self._get_shear_params()
+        scale = self._get_scale(self.scale, self.keep_ratio, self.balanced_scale, self.py_random)
+        rotate = self.py_random.uniform(*self.rotate)
+        center = fgeometric.center(shape)
+        matrix = fgeometric.create_affine_transformation_matrix(translate, shear, scale, rotate, center)
+        return {"rotate": rotate, "scale": scale, "matrix": matrix, "output_shape": shape}
 
     def apply(self, img: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any) -> np.ndarray:
         return warp_affine(img, matrix, self.interpolation, self.fill, self.border_mode, output_shape)
 
 
 class Rotate(A.Rotate):
-    """``A.Rotate`` warping through :func:`warp_affine` (without ``crop_border``, which the engine never sets)."""
+    """``A.Rotate`` warping through :func:`warp_affine`, drawing only the image's matrix (the engine never sets
+    ``crop_border``)."""
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """albumentations' one draw, and the image's matrix without the bounding boxes' one (see Affine)."""
+        angle = self.py_random.uniform(*self.limit)
+        still, unscaled = {"x": 0, "y": 0}, {"x": 1, "y": 1}
+        center = fgeometric.center(params["shape"][:2])
+        matrix = fgeometric.create_affine_transformation_matrix(still, still, unscaled, angle, center)
+        return {"x_min": -1, "x_max": -1, "y_min": -1, "y_max": -1, "matrix": matrix}
 
     def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
         return warp_affine(img, matrix, self.interpolation, self.fill, self.border_mode, params["shape"][:2])
