@@ -190,8 +190,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"OURS against 2 server workers: the kernel placed the DataLoader workers' two connections on both "
             f"server workers in {100 * spread:.0f}% of samples (else both on one).",
         ]
+    floor = results["transport"]
     scaling = _scale(results["limit"], "processes_2", "processes_1")
     lines += [
+        "",
+        "Transport floor: moving one raw variant over loopback TCP, with nothing else, took "
+        f"{floor['ms_per_variant']:.3f} ms of CPU ({floor['server_ms_per_variant']:.3f} to send, "
+        f"{floor['client_ms_per_variant']:.3f} to receive; {floor['gb_per_s']} GB/s). Against the engine's "
+        f"{engine:.3f} ms that alone caps SERVICE/LIMIT at "
+        f"{engine / (engine + floor['ms_per_variant']):.2f} on this machine, before any HTTP, framing or batching.",
         "",
         f"For the 2 workers / 1 worker targets: the engine alone, in-process, ran {scaling:.2f}x as fast on 2 "
         "processes as on 1 in this run, a ceiling for what a second worker can add on this machine.",

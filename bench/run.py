@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # import bench as a package, not its modules as top-level names
 sys.path.insert(1, str(ROOT / "tests"))  # the test suite's ServerProcess
 
-from bench import data, limit, memory, service  # noqa: E402
+from bench import data, limit, memory, service, transport  # noqa: E402
 from bench.common import Config  # noqa: E402
 from bench.serving import BenchServer, register  # noqa: E402
 
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         limit_before = limit.windows(config, images)
         log("LIMIT (before)")
         results: dict[str, Any] = {"machine": report.machine(), "config": vars(config)}
+        results["transport"] = transport.run(config)
+        log(f"TRANSPORT: {results['transport']['ms_per_variant']} ms of CPU per raw variant")
         results.update(measure_servers(config, dataset, work))
         from bench import peer  # torch: imported after LIMIT has forked its processes
 

@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("machine", "config", "limit", "service", "peer", "ours", "latency", "formats", "memory", "rows", "targets")
+SECTIONS = (
+    *("machine", "config", "limit", "transport", "service", "peer", "ours"),
+    *("latency", "formats", "memory", "rows", "targets"),
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RAW_NPY_BYTES = 224 * 224 * 3 + 128  # the pixels and numpy's 128-byte header
 
@@ -66,6 +69,12 @@ def test_every_rate_counts_variants_and_cpu(results: dict) -> None:
         assert rate["server_cpu_s"] >= 0 and "server_pool_ms_per_variant" in rate
 
 
+def test_the_transport_floor_counts_both_ends(results: dict) -> None:
+    floor = results["transport"]
+    assert floor["variants"] > 0 and floor["gb_per_s"] > 0 and floor["server_cpu_s"] > 0
+    assert floor["ms_per_variant"] == pytest.approx(floor["client_ms_per_variant"] + floor["server_ms_per_variant"])
+
+
 def test_formats_report_bytes_per_variant(results: dict) -> None:
     formats = results["formats"]
     assert formats["npy"]["bytes_per_variant"] == RAW_NPY_BYTES
@@ -91,7 +100,8 @@ def test_targets_and_rows_cover_every_configuration(results: dict) -> None:
 
 def test_markdown_has_every_table_and_the_machine(smoke: Path, results: dict) -> None:
     text = (smoke / "results.md").read_text()
-    for heading in ("| configuration |", "CPU per variant", "| target |", "| output format", "| latency", "memory"):
+    headings = ("| configuration |", "CPU per variant", "Transport floor", "| target |", "| output format", "| latency")
+    for heading in (*headings, "memory"):
         assert heading in text
     assert results["machine"]["cpu"] in text
     for row in results["rows"]:
