@@ -233,16 +233,23 @@ def flaky(tmp_path: Path, indexed_files: list[Path]) -> Iterator[tuple[Client, P
         server.stop()
 
 
-def test_a_sample_that_fails_mid_stream_ends_it_with_its_error(flaky: tuple[Client, Path]) -> None:
-    """The batches before the broken file arrive, then the client raises the server's typed error (not a short
-    epoch that looks complete)."""
+@pytest.mark.parametrize(
+    ("batch_size", "before"),
+    [(4, [[0, 1, 2, 3], [4, 5, 6, 7]]), (12, [])],
+    ids=["third-batch", "last-part-of-a-split-first-batch"],  # a stream computes its first batch in parts
+)
+def test_a_sample_that_fails_mid_stream_ends_it_with_its_error(
+    flaky: tuple[Client, Path], batch_size: int, before: list[list[int]]
+) -> None:
+    """The batches before the broken file arrive whole, then the client raises the server's typed error (not a
+    short epoch that looks complete, nor a frame cut off by the error)."""
     client, broken = flaky
     received = []
     with pytest.raises(InvalidImageError) as error:
         spec = {"output": {"size": [16, 16], "format": "npy"}}
-        for batch in client.epoch("flaky", spec, batch_size=4, shuffle=False, retries=0):
+        for batch in client.epoch("flaky", spec, batch_size=batch_size, shuffle=False, retries=0):
             received.append(batch.indices.tolist())
-    assert received == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert received == before
     assert broken.name in str(error.value)
 
 

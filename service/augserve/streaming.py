@@ -8,11 +8,12 @@ sent as soon as the next result is not, so the first variant reaches the client 
 A buffer of ``flush_bytes`` or more (an epoch batch's pixels) is passed on as it is: joining it would copy
 megabytes on the event loop, holding the GIL, for a write that is large enough on its own.
 
-If a job fails after bytes were sent, the status line is long gone: the stream writes the format's error
-record (``on_error``) and then raises, which makes uvicorn drop the connection without the final chunk (or
-short of the promised ``length``). The client sees an error record and an incomplete stream, never a short
-result that looks complete. A stream of known ``length`` sends at most the bytes it has left of the record:
-the client then sees a cut record, still an incomplete stream.
+If a job fails after bytes were sent, the status line is long gone: the stream writes what it holds ready
+(whole frames or members: a job returns whole ones), then the format's error record (``on_error``), and
+raises, which makes uvicorn drop the connection without the final chunk (or short of the promised
+``length``). The client sees an error record and an incomplete stream, never a short result that looks
+complete. A stream of known ``length`` sends at most the bytes it has left of the record: the client then
+sees a cut record, still an incomplete stream.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ async def stream_jobs(
         yield b"".join([*ready, *trailer()])
     except Exception as error:
         log.exception("stream failed after it started; closing the connection without its end marker")
-        record = b"".join(on_error(error))
+        record = b"".join([*ready, *on_error(error)])  # what is ready is whole frames or members: send them
         yield record if length is None else record[: length - sent]
         raise
     finally:
