@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -11,8 +12,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from augserve.batching import error_frame
+from augserve.errors import ServiceError
 from augserve_client import Client, ConflictError, InvalidImageError, InvalidRequestError, NotFoundError
-from augserve_client.errors import ProtocolError, ServerError
+from augserve_client.errors import ErrorCode, ServerError
 from augserve_client.wire import read_frames
 from pydantic import ValidationError
 from servers import ServerProcess
@@ -253,16 +256,30 @@ def test_a_sample_that_fails_mid_stream_ends_it_with_its_error(
     assert broken.name in str(error.value)
 
 
-def test_an_error_record_longer_than_the_rest_of_the_stream_is_cut(flaky: tuple[Client, Path]) -> None:
-    """With 1x1 outputs the bytes left when the last file breaks are fewer than its error record (which names
-    the file): the stream keeps its promised length and ends inside the record, a broken stream to the client."""
+def test_an_error_frame_is_shortened_to_fit_what_the_failure_leaves(flaky: tuple[Client, Path]) -> None:
+    """With 1x1 outputs a failure in the last batch leaves ~200 bytes of the announced length, fewer than the
+    error's full body (which names the long file twice). The frame keeps its code and what fits of the message,
+    so the client raises the typed error at once, with its default retries, rather than a broken stream."""
     client, _ = flaky
     received = []
-    with pytest.raises(ProtocolError, match=r"incomplete|broke off"):
+    with pytest.raises(InvalidImageError) as error:
         spec = {"output": {"size": [1, 1], "format": "npy"}}
-        for batch in client.epoch("flaky", spec, batch_size=1, start_batch=10, shuffle=False, retries=0):
+        for batch in client.epoch("flaky", spec, batch_size=1, start_batch=10, shuffle=False):
             received.append(batch.number)
     assert received == [10]
+    assert error.value.code == "not_an_image" and error.value.message.startswith("flaky/all/011-")
+
+
+def test_error_frames_fit_the_room_they_are_given() -> None:
+    error = ServiceError(ErrorCode.NOT_AN_IMAGE, "é" * 300, file="x" * 200)  # "é" takes 6 bytes of JSON
+    whole = b"".join(error_frame(error))
+    assert b"".join(error_frame(error, len(whole))) == whole  # a body that fits is kept whole
+    for room in (80, 150, 400):
+        data = b"".join(error_frame(error, room))
+        assert len(data) <= room
+        header = json.loads(data[8 : 8 + int.from_bytes(data[4:8], "little")])
+        assert header == {"kind": "error", "code": "not_an_image", "message": header["message"], "nbytes": 0}
+        assert header["message"] == "é" * len(header["message"])
 
 
 def test_a_stalled_reader_holds_back_production(tmp_path: Path, indexed_files: list[Path]) -> None:

@@ -259,6 +259,12 @@ def test_a_padded_header_reads_the_same_and_has_the_size_it_was_given() -> None:
     np.testing.assert_array_equal(batch_array(read, payload), BATCHES[0])
 
 
+def test_a_header_longer_than_its_fixed_size_is_refused() -> None:
+    """A longer header would break the stream's announced Content-Length: better a failed batch."""
+    with pytest.raises(ValueError, match="does not fit"):
+        frame({"kind": "batch", "labels": list(range(50))}, [b"x"], header_bytes=20)
+
+
 def test_a_missing_end_frame_is_a_protocol_error() -> None:
     frames = read_frames(io.BytesIO(frames_stream(BATCHES, end=False)))
     assert len(list(itertools.islice(frames, len(BATCHES)))) == len(BATCHES)

@@ -50,9 +50,21 @@ class Plan:
     header_bytes: dict[int, int]  # batch length -> the padded header size of its frames
 
     def content_length(self) -> int:
+        return sum(self._frame_sizes()) + _size(end_frame(len(self.batches)))
+
+    def error_room(self) -> int:
+        """The fewest bytes of the stream a failure can leave: a failed batch's frame is never sent (a job
+        returns whole frames), so at least the smallest frame and the end frame remain. An error frame this
+        size or smaller always fits, whole, into the stream's Content-Length."""
+        return min(self._frame_sizes(), default=0) + _size(end_frame(len(self.batches)))
+
+    def _frame_sizes(self) -> list[int]:
         counts = [len(batch.indices) for batch in self.batches]
-        frames = sum(frame_size(self.header_bytes[count], _nbytes(count, self.shape)) for count in counts)
-        return frames + sum(len(part) for part in end_frame(len(self.batches)))
+        return [frame_size(self.header_bytes[count], _nbytes(count, self.shape)) for count in counts]
+
+
+def _size(buffers: list[Buffer]) -> int:
+    return sum(len(buffer) for buffer in buffers)
 
 
 def _nbytes(count: int, shape: tuple[int, int]) -> int:
@@ -181,5 +193,14 @@ def end_frame(sent: int) -> list[Buffer]:
     return frame({"kind": "end", "batches": sent})
 
 
-def error_frame(error: Exception) -> list[Buffer]:
-    return frame({"kind": "error", **stream_error_body(error)})
+def error_frame(error: Exception, room: int | None = None) -> list[Buffer]:
+    """The frame of a failure after the stream started. Within ``room`` bytes when given: a body that does not
+    fit keeps only its code and as much of its message as fits, so the client still reads a whole, typed
+    error (a cut frame would read as a broken stream, which the client retries)."""
+    body = {"kind": "error", **stream_error_body(error)}
+    if room is None or _size(frame(body)) <= room:
+        return frame(body)
+    short = {"kind": "error", "code": body["code"], "message": body["message"]}
+    overflow = _size(frame(short)) - room  # every character takes at least one byte of JSON
+    short["message"] = short["message"][: max(0, len(short["message"]) - overflow)]
+    return frame(short)

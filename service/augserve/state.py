@@ -37,7 +37,6 @@ class AppState:
         jobs: Iterable[Job],
         trailer: Callable[[], list[Buffer]],
         on_error: Callable[[Exception], list[Buffer]],
-        length: int | None = None,
     ) -> AsyncIterator[bytes | memoryview]:
         """A response body computing ``jobs`` in the pool, within this process's window and write size."""
         return stream_jobs(
@@ -47,7 +46,6 @@ class AppState:
             flush_bytes=self.settings.flush_bytes,
             trailer=trailer,
             on_error=on_error,
-            length=length,
         )
 
 

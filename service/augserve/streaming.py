@@ -10,10 +10,9 @@ megabytes on the event loop, holding the GIL, for a write that is large enough o
 
 If a job fails after bytes were sent, the status line is long gone: the stream writes what it holds ready
 (whole frames or members: a job returns whole ones), then the format's error record (``on_error``), and
-raises, which makes uvicorn drop the connection without the final chunk (or short of the promised
-``length``). The client sees an error record and an incomplete stream, never a short result that looks
-complete. A stream of known ``length`` sends at most the bytes it has left of the record: the client then
-sees a cut record, still an incomplete stream.
+raises, which makes uvicorn drop the connection without the final chunk (or short of its Content-Length;
+an epoch stream's error frame is sized to fit in what a failure leaves of it, see ``batching.Plan``). The
+client sees an error record and an incomplete stream, never a short result that looks complete.
 """
 
 from __future__ import annotations
@@ -38,15 +37,13 @@ async def stream_jobs(
     flush_bytes: int,
     trailer: Callable[[], list[Buffer]],
     on_error: Callable[[Exception], list[Buffer]],
-    length: int | None = None,
 ) -> AsyncIterator[bytes | memoryview]:
-    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``; ``length`` is the
-    Content-Length the response promised, if it did."""
+    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``."""
     loop = asyncio.get_running_loop()
     todo = iter(jobs)
     pending: deque[asyncio.Future[list[Buffer]]] = deque()
     ready: list[Buffer] = []
-    ready_bytes = sent = 0
+    ready_bytes = 0
 
     def refill() -> None:
         while len(pending) < inflight and (job := next(todo, None)) is not None:
@@ -56,7 +53,6 @@ async def stream_jobs(
         refill()
         while pending:
             if ready and not pending[0].done():
-                sent += ready_bytes
                 yield b"".join(ready)
                 ready, ready_bytes = [], 0
             parts = await pending.popleft()
@@ -67,20 +63,16 @@ async def stream_jobs(
                     ready_bytes += len(part)
                     continue
                 if ready:
-                    sent += ready_bytes
                     yield b"".join(ready)
                     ready, ready_bytes = [], 0
-                sent += len(part)
                 yield memoryview(part)
             if ready_bytes >= flush_bytes:
-                sent += ready_bytes
                 yield b"".join(ready)
                 ready, ready_bytes = [], 0
         yield b"".join([*ready, *trailer()])
     except Exception as error:
         log.exception("stream failed after it started; closing the connection without its end marker")
-        record = b"".join([*ready, *on_error(error)])  # what is ready is whole frames or members: send them
-        yield record if length is None else record[: length - sent]
+        yield b"".join([*ready, *on_error(error)])  # what is ready is whole frames or members: send them
         raise
     finally:
         for future in pending:

@@ -200,9 +200,13 @@ def _tar_info(header: bytearray) -> tarfile.TarInfo:
 
 def frame(header: dict[str, Any], payload: list[Buffer] | None = None, header_bytes: int = 0) -> list[Buffer]:
     """One frame; ``header["nbytes"]`` is filled in from the payload. The JSON header is padded with spaces to
-    ``header_bytes``, so that a writer can fix a frame's size before it knows the header's values."""
+    ``header_bytes`` (and refused if longer), so that a writer can fix a frame's size before it knows the
+    header's values."""
     payload = payload or []
-    encoded = json_bytes({**header, "nbytes": sum(len(part) for part in payload)}).ljust(header_bytes)
+    encoded = json_bytes({**header, "nbytes": sum(len(part) for part in payload)})
+    if len(encoded) > header_bytes > 0:
+        raise ValueError(f"a frame header of {len(encoded)} bytes does not fit the {header_bytes} fixed for it")
+    encoded = encoded.ljust(header_bytes)
     return [_FRAME_PREFIX.pack(FRAME_MAGIC, len(encoded)), encoded, *payload]
 
 

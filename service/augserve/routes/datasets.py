@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from augserve_client.datasets import CreateDataset, HashList
@@ -138,16 +139,14 @@ async def stream_epoch(name: str, body: EpochRequest, state: State) -> Streaming
     batches the shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
     manifest = await state.run(state.store.get, name)
     plan = batching.plan(state, manifest, body)
-    length = plan.content_length()
     stream = state.stream(
         batching.jobs(state, manifest, body, plan),
         trailer=lambda: batching.end_frame(len(plan.batches)),
-        on_error=batching.error_frame,
-        length=length,
+        on_error=partial(batching.error_frame, room=plan.error_room()),
     )
     cache = state.cache.stats()
     headers = {
-        "Content-Length": str(length),
+        "Content-Length": str(plan.content_length()),
         "X-Augserve-Batches": str(plan.total),
         "X-Augserve-Shape": f"{plan.shape[0]}x{plan.shape[1]}x3",
         "X-Augserve-Cache": f"hits={cache['hits']};misses={cache['misses']}",
