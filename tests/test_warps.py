@@ -4,6 +4,8 @@ rotations and shifts exactly those of plain albumentations with the same seeds."
 from __future__ import annotations
 
 import random
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import albumentations as A
@@ -59,6 +61,43 @@ def test_only_whole_pixel_moves_onto_the_same_size_are_shifts() -> None:
     assert warps.whole_pixel_shift(SHIFT, (224, 224), (224, 224)) is None  # fractional
     assert warps.whole_pixel_shift(TURN, (224, 224), (224, 224)) is None
     assert warps.whole_pixel_shift(np.array([[1.0, 0, 3], [0, 1, 2], [0, 0, 1]]), (224, 224), (100, 100)) is None
+
+
+def finishes(work: Callable[[], np.ndarray], seconds: float = 20.0) -> np.ndarray:
+    """``work()``'s result, failing (not hanging the suite) when it does not return in time."""
+    result: list[np.ndarray] = []
+    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert result, f"did not finish in {seconds} s"
+    return result[0]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 51), (51, 1)])
+def test_a_cubic_reflected_warp_of_a_one_pixel_side_finishes_with_the_same_pixels(shape: tuple[int, int]) -> None:
+    """OpenCV 5.0 never returns from this warp on such an image; doubling the lone pixel gives the same
+    samples. Checked against what cannot differ: replicating a 1x1 image, and tripling the pixel instead."""
+    image = photo(51, 51)[: shape[0], : shape[1]].copy()
+    turn = np.vstack([cv2.getRotationMatrix2D((shape[1] / 2, shape[0] / 2), 10.0, 1.0), [0, 0, 1]])
+    args = (turn, cv2.INTER_CUBIC, 0, cv2.BORDER_REFLECT_101, (40, 40))
+    got = finishes(lambda: warps.warp_affine(image, *args))
+    tripled = np.repeat(np.repeat(image, 3 if shape[0] == 1 else 1, axis=0), 3 if shape[1] == 1 else 1, axis=1)
+    np.testing.assert_array_equal(got, fgeometric.warp_affine(tripled, *args))
+    if shape == (1, 1):
+        replicated = fgeometric.warp_affine(image, turn, cv2.INTER_CUBIC, 0, cv2.BORDER_REPLICATE, (40, 40))
+        np.testing.assert_array_equal(got, replicated)
+
+
+def test_the_engine_rotates_a_one_pixel_high_image_cubically_with_reflection() -> None:
+    spec = {"op": "rotate", "angle": [5, 15], "interpolation": "cubic", "border": "reflect", "p": 1.0}
+    pipeline = Pipeline(Spec.model_validate({"ops": [spec]}))
+    assert finishes(lambda: pipeline.image(photo(1, 64), 0)).shape == (1, 64, 3)
+
+
+def test_an_inverse_map_flag_is_left_to_albumentations() -> None:
+    image = photo()
+    args = (np.array([[1.0, 0, 5], [0, 1, 3], [0, 0, 1]]), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, 0, 0, (240, 280))
+    np.testing.assert_array_equal(warps.warp_affine(image, *args), fgeometric.warp_affine(image, *args))
 
 
 def test_an_identity_warp_and_other_images_are_left_to_albumentations() -> None:

@@ -39,7 +39,8 @@ def warp_affine(
     output_shape: tuple[int, int],
 ) -> np.ndarray:
     """``albumentations.augmentations.geometric.functional.warp_affine``, faster for HxWx3 uint8 images."""
-    if not (image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+    rgb = image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    if not rgb or interpolation & cv2.WARP_INVERSE_MAP:
         return fgeometric.warp_affine(image, matrix, interpolation, fill, border_mode, output_shape)
     if is_identity(matrix):
         return image
@@ -48,9 +49,22 @@ def warp_affine(
         return translate(image, *shift, border_mode, fgeometric.extend_value(fill, 3))
     size = (round(output_shape[1]), round(output_shape[0]))
     border = fgeometric.extend_value(fill, 4)
-    rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    rgba = cv2.cvtColor(without_lone_pixels(image, interpolation, border_mode), cv2.COLOR_RGB2RGBA)
     warped = cv2.warpAffine(rgba, matrix[:2], size, flags=interpolation, borderMode=border_mode, borderValue=border)
     return cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
+
+
+def without_lone_pixels(image: np.ndarray, interpolation: int, border_mode: int) -> np.ndarray:
+    """``image`` with a side of 1 pixel doubled, for a cubic warp with ``BORDER_REFLECT_101``, which OpenCV 5.0
+    never finishes on a 3- or 4-channel image with such a side (a pool thread lost for good). That border
+    reflects a 1-pixel side onto itself at every offset, and a 2-pixel side of equal pixels onto one of them:
+    the warp reads the same values, so the result is the same."""
+    if interpolation != cv2.INTER_CUBIC or border_mode != cv2.BORDER_REFLECT_101:
+        return image
+    for axis in (0, 1):
+        if image.shape[axis] == 1:
+            image = np.repeat(image, 2, axis=axis)
+    return image
 
 
 def whole_pixel_shift(
