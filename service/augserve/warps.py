@@ -7,7 +7,7 @@ for the whole photo), and OpenCV warps each channel alike, so the RGB channels c
 every interpolation and border (``tests/test_warps.py``). The engine's warps therefore go through
 :func:`warp_affine`, which is albumentations' ``warp_affine`` with that detour for RGB images.
 
-A shift is a whole-pixel translation (albumentations rounds shifts down to pixels), which a warp computes as
+A shift is a whole-pixel translation (albumentations truncates shifts to pixels), which a warp computes as
 an interpolation whose weights are all 0 but one: :func:`translate` moves the pixels and fills the uncovered
 band with OpenCV's border rule instead, 11-13 us against 125 us as RGBA (280 us in 3 channels), bit-identical.
 """
