@@ -50,17 +50,18 @@ class Plan:
     header_bytes: dict[int, int]  # batch length -> the padded header size of its frames
 
     def content_length(self) -> int:
-        return sum(self._frame_sizes()) + _size(end_frame(len(self.batches)))
+        frames = sum(self._frame_size(len(batch.indices)) for batch in self.batches)
+        return frames + _size(end_frame(len(self.batches)))
 
     def error_room(self) -> int:
         """The fewest bytes of the stream a failure can leave: a failed batch's frame is never sent (a job
         returns whole frames), so at least the smallest frame and the end frame remain. An error frame this
         size or smaller always fits, whole, into the stream's Content-Length."""
-        return min(self._frame_sizes(), default=0) + _size(end_frame(len(self.batches)))
+        smallest = min(map(self._frame_size, self.header_bytes), default=0)  # keys: the batch lengths there are
+        return smallest + _size(end_frame(len(self.batches)))
 
-    def _frame_sizes(self) -> list[int]:
-        counts = [len(batch.indices) for batch in self.batches]
-        return [frame_size(self.header_bytes[count], _nbytes(count, self.shape)) for count in counts]
+    def _frame_size(self, count: int) -> int:
+        return frame_size(self.header_bytes[count], _nbytes(count, self.shape))
 
 
 def _size(buffers: list[Buffer]) -> int:

@@ -33,10 +33,7 @@ class AppState:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     def stream(
-        self,
-        jobs: Iterable[Job],
-        trailer: Callable[[], list[Buffer]],
-        on_error: Callable[[Exception], list[Buffer]],
+        self, jobs: Iterable[Job], trailer: Callable[[], list[Buffer]], on_error: Callable[[Exception], list[Buffer]]
     ) -> AsyncIterator[bytes | memoryview]:
         """A response body computing ``jobs`` in the pool, within this process's window and write size."""
         return stream_jobs(

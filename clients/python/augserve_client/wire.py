@@ -203,7 +203,7 @@ def frame(header: dict[str, Any], payload: list[Buffer] | None = None, header_by
     ``header_bytes`` (and refused if longer), so that a writer can fix a frame's size before it knows the
     header's values."""
     payload = payload or []
-    encoded = json_bytes({**header, "nbytes": sum(len(part) for part in payload)})
+    encoded = _header_json(header, sum(len(part) for part in payload))
     if len(encoded) > header_bytes > 0:
         raise ValueError(f"a frame header of {len(encoded)} bytes does not fit the {header_bytes} fixed for it")
     encoded = encoded.ljust(header_bytes)
@@ -212,7 +212,11 @@ def frame(header: dict[str, Any], payload: list[Buffer] | None = None, header_by
 
 def header_size(header: dict[str, Any], nbytes: int) -> int:
     """Bytes of the (unpadded) JSON header of a frame with ``nbytes`` of payload."""
-    return len(json_bytes({**header, "nbytes": nbytes}))
+    return len(_header_json(header, nbytes))
+
+
+def _header_json(header: dict[str, Any], nbytes: int) -> bytes:
+    return json_bytes({**header, "nbytes": nbytes})
 
 
 def frame_size(header_bytes: int, nbytes: int) -> int:
