@@ -44,10 +44,10 @@ test: $(VENV)/.dev lint system-deps
 
 # Benchmarks: side-by-side ratios in one run; results in bench/results/ (JSON, markdown, plot).
 bench: $(VENV)/.dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 bench-smoke: $(VENV)/.dev
-	$(BIN)/python bench/run.py --smoke --out $(CURDIR)/.bench-smoke
+	$(BIN)/python -m bench.run --smoke --out $(CURDIR)/.bench-smoke
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -3,7 +3,7 @@
 The same ``augserve.engine.Pipeline.image`` call an epoch stream makes, with the same spec and per-sample seeds
 (``sample_seed(seed, epoch, index)``). For context, the same work is also timed with the spec written directly
 in albumentations (:func:`plain_transform`, what PEER runs), which resamples the whole photo for the rotation
-where the engine resamples once, in the crop (see ``augserve.fusion``).
+where the engine resamples once, in the crop (see ``augserve.engine.transforms``).
 
 Work is split by index modulo the process count, in forked processes that start together on a barrier; the
 rate is all variants over the span from the first start to the last finish. OpenCV is held to one thread per
@@ -23,8 +23,8 @@ import albumentations as A
 import cv2
 import numpy as np
 from augserve.engine import Pipeline  # imported before forking, so the workers do not each import it
-from augserve_client.epochs import sample_seed
-from augserve_client.spec import Spec
+from augserve_client.protocol.epochs import sample_seed
+from augserve_client.protocol.spec import Spec
 
 from .common import SEED, SPEC, Config, Rate, median_rate, quiet, system_busy
 

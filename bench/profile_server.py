@@ -1,7 +1,7 @@
 """Profile the server (or the client) under one of the SERVICE loads, with py-spy.
 
-    .venv/bin/python bench/profile_server.py epoch --workers 1 --seconds 20 --out /tmp/prof
-    .venv/bin/python bench/profile_server.py augment --target client
+    .venv/bin/python -m bench.profile_server epoch --workers 1 --seconds 20 --out /tmp/prof
+    .venv/bin/python -m bench.profile_server augment --target client
 
 Starts a fresh server on the benchmark's images, warms it, then drives the load for ``--seconds`` while
 ``py-spy record`` samples the target: the server's serving processes, or this (client) process. It writes a
@@ -25,16 +25,11 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)
-sys.path.insert(1, str(ROOT / "tests"))
+from augserve_client import Client
 
-from augserve_client import Client  # noqa: E402
-
-from bench import data, service  # noqa: E402
-from bench.common import Config  # noqa: E402
-from bench.serving import BenchServer, register, spread_clients  # noqa: E402
+from bench import data, service
+from bench.common import Config
+from bench.serving import BenchServer, register, spread_clients
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 

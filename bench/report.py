@@ -179,9 +179,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{epoch['server_loop_ms_per_variant']:.3f} ms per variant on its event loop and "
         f"{epoch['server_pool_ms_per_variant']:.3f} ms in its pool, against {engine:.3f} ms for the engine in LIMIT.",
         "",
-        "The engine resamples the flip and rotation once, in the crop (augserve.fusion), and warps RGB as RGBA "
-        f"(augserve.warps): {engine:.3f} ms per variant against {plain:.3f} ms for the same spec in plain "
-        "albumentations. The targets compare the service with "
+        "The engine resamples the flip and rotation once, in the crop (augserve.engine.transforms), and warps RGB "
+        f"as RGBA (augserve.engine.functional): {engine:.3f} ms per variant against {plain:.3f} ms for the same spec "
+        "in plain albumentations. The targets compare the service with "
         "the engine (LIMIT), not with plain albumentations.",
     ]
     spread = results["ours"].get("workers_2", {}).get("spread_share")

@@ -1,7 +1,7 @@
 """``make bench``: every measurement of issue 4, side by side in one run; results in bench/results/.
 
-    .venv/bin/python bench/run.py                   # full run (a few minutes on 2 cores)
-    .venv/bin/python bench/run.py --smoke --out DIR  # tiny sizes, every section, well under a minute
+    .venv/bin/python -m bench.run                   # full run (a few minutes on 2 cores)
+    .venv/bin/python -m bench.run --smoke --out DIR  # tiny sizes, every section, well under a minute
 
 Order matters on a shared 2-core machine: LIMIT runs first and again last (its median spans both), each
 server configuration runs alone (the previous one is stopped), and PEER runs with no server alive at all.
@@ -10,21 +10,17 @@ server configuration runs alone (the previous one is stopped), and PEER runs wit
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # import bench as a package, not its modules as top-level names
-sys.path.insert(1, str(ROOT / "tests"))  # the test suite's ServerProcess
+from bench import data, limit, memory, service, transport
+from bench.common import Config
+from bench.serving import BenchServer, register
 
-from bench import data, limit, memory, service, transport  # noqa: E402
-from bench.common import Config  # noqa: E402
-from bench.serving import BenchServer, register  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # (workers, threads per worker; 0 = the default, cores / workers). Smoke skips the 1-thread pair: starting a
 # 2-worker server costs ~8 s here (each worker imports albumentations), and the pair adds no new code path.

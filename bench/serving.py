@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from augserve.devserver import ServerProcess
 from augserve_client import Client
-from servers import ServerProcess
 
 from .common import TICKS, tree_cpu
 

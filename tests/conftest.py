@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from augserve.devserver import ServerProcess
 from augserve_client import Client
 from PIL import Image
-from servers import ServerProcess
 
 
 @pytest.fixture(scope="session")

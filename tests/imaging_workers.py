@@ -8,7 +8,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np
 from augserve.engine import Pipeline
-from augserve_client.spec import Spec
+from augserve_client.protocol.spec import Spec
 
 
 def render(spec_json: str, image: np.ndarray, seeds: list[int]) -> tuple[int, list[bytes]]:

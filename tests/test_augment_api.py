@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from augserve.devserver import ServerProcess
 from augserve.engine import Pipeline
-from augserve_client.seeds import derive_seed
-from augserve_client.spec import Spec
-from augserve_client.transport import HttpxBody
-from augserve_client.wire import read_npy, read_tar
+from augserve_client.connections import HttpxBody
+from augserve_client.protocol.seeds import derive_seed
+from augserve_client.protocol.spec import Spec
+from augserve_client.protocol.wire import read_npy, read_tar
 from conftest import encode
 from PIL import Image
-from servers import ServerProcess
 
 SPEC: dict[str, Any] = {
     "ops": [

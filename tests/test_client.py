@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from augserve.devserver import ServerProcess, free_port
 from augserve_client import (
     AugserveError,
     Client,
@@ -29,7 +30,6 @@ from augserve_client import (
 from conftest import encode
 from PIL import Image
 from pydantic import ValidationError
-from servers import ServerProcess, free_port
 
 CROP = {"ops": [{"op": "reflect"}, {"op": "crop", "size": [64, 80]}]}
 

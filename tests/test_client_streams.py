@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from augserve_client import Client, InternalServerError, LimitExceededError, ProtocolError
-from augserve_client.wire import END_OF_ARCHIVE, ERROR_MEMBER, json_bytes, npy_parts, tar_member
+from augserve_client.protocol.wire import END_OF_ARCHIVE, ERROR_MEMBER, json_bytes, npy_parts, tar_member
 
 CROP = {"ops": [{"op": "reflect"}, {"op": "crop", "size": [64, 80]}]}  # checked locally; the peer ignores it
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from augserve import codecs
 from augserve.errors import ServiceError
-from augserve_client.errors import ErrorCode
-from augserve_client.wire import npy_parts
+from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.wire import npy_parts
 from conftest import encode
 from PIL import Image
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from augserve.batching import error_frame
+from augserve.devserver import ServerProcess
+from augserve.epoch_stream import error_frame
 from augserve.errors import ServiceError
 from augserve_client import Client, ConflictError, InvalidImageError, InvalidRequestError, NotFoundError
-from augserve_client.errors import ErrorCode, ServerError
-from augserve_client.wire import read_frames
+from augserve_client.protocol.errors import ErrorCode, ServerError
+from augserve_client.protocol.wire import read_frames
 from pydantic import ValidationError
-from servers import ServerProcess
 
 
 def blob_count(server: ServerProcess) -> int:
@@ -53,7 +53,7 @@ def test_registration_is_idempotent_and_conflicts_are_409(
 
 
 def _hashes(paths: list[Path]) -> list[str]:
-    from augserve_client.datasets import sha256_file
+    from augserve_client.uploads import sha256_file
 
     return [sha256_file(path) for path in paths]
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from augserve.engine import Pipeline, PipelineCache
-from augserve_client.seeds import derive_seed
-from augserve_client.spec import Spec
+from augserve_client.protocol.seeds import derive_seed
+from augserve_client.protocol.spec import Spec
 from imaging_workers import render
 
 FULL_SPEC: dict[str, Any] = {

@@ -9,10 +9,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from augserve.engine import Pipeline, Variant, check_fits, check_sizes
+from augserve.engine import Pipeline, Variant
 from augserve.errors import ServiceError
-from augserve_client.errors import ErrorCode
-from augserve_client.spec import Spec
+from augserve.preflight import check_fits, check_sizes
+from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.spec import Spec
 
 SEEDS = range(40)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from augserve_client.epochs import EpochRequest, batches_per_shard, epoch_order, shard_batches
+from augserve_client.protocol.epochs import EpochRequest, batches_per_shard, epoch_order, shard_batches
 from pydantic import ValidationError
 
 

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
-from augserve_client.wire import npy_parts, read_npy, read_tar
+from augserve.devserver import ServerProcess
+from augserve_client.protocol.wire import npy_parts, read_npy, read_tar
 from conftest import encode
 from PIL import Image
-from servers import ServerProcess
 
 # The session server's limits (tests/conftest.py): 4 MB per request, 3 MB per file, 2 Mpx, 8 images, 16 variants.
 SMALL = encode(np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8), "PNG")

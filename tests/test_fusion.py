@@ -1,6 +1,7 @@
-"""Deferred geometry (augserve.fusion): flips and a rotation before a random resized crop are resampled once, by
-the crop. Checked by effect: the same pixels as flipping first, a marked pixel where the rotation puts it, the
-rotation's border and fill, and the same draws and nearly the same pixels as plain albumentations."""
+"""Deferred geometry (augserve.engine.transforms): flips and a rotation before a random resized crop are
+resampled once, by the crop. Checked by effect: the same pixels as flipping first, a marked pixel where the
+rotation puts it, the rotation's border and fill, and the same draws and nearly the same pixels as plain
+albumentations."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from augserve.engine import BORDERS, Pipeline, Variant
-from augserve.fusion import deferrable
-from augserve_client.spec import Spec
+from augserve.engine.pipeline import deferrable
+from augserve_client.protocol.spec import Spec
 from test_engine import centroid, marked, noise, rotated_position
 
 

@@ -68,7 +68,7 @@ def test_the_exception_tree_can_be_caught_at_any_level() -> None:
 
 def test_every_error_code_maps_to_its_exception_and_status() -> None:
     from augserve_client import ErrorCode, InternalServerError, InvalidImageError, LimitExceededError, NotFoundError
-    from augserve_client.errors import ConflictError, InvalidRequestError, error_from_body
+    from augserve_client.protocol.errors import ConflictError, InvalidRequestError, error_from_body
 
     expected = {
         "empty_file": (422, InvalidImageError),
@@ -89,6 +89,8 @@ def test_every_error_code_maps_to_its_exception_and_status() -> None:
         "not_found": (404, NotFoundError),
         "path_outside_root": (403, InvalidRequestError),
         "conflict": (409, ConflictError),
+        "method_not_allowed": (405, InvalidRequestError),
+        "http_error": (400, InvalidRequestError),
         "internal": (500, InternalServerError),
     }
     assert {code.value for code in ErrorCode} == set(expected)

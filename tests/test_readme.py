@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from augserve.devserver import ServerProcess
 from PIL import Image
-from servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

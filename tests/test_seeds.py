@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from augserve_client.seeds import SEED_BITS, derive_seed, fresh_seed
+from augserve_client.protocol.seeds import SEED_BITS, derive_seed, fresh_seed
 
 
 def documented_rule(*parts: int) -> int:

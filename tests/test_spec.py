@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from augserve_client.spec import MAX_SHIFT_PX, Crop, Output, Reflect, Rotate, Shift, Spec, op_shapes
+from augserve_client.protocol.spec import MAX_SHIFT_PX, Crop, Output, Reflect, Rotate, Shift, Spec, op_shapes
 from pydantic import ValidationError
 
 

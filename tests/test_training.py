@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from augserve.devserver import ServerProcess
 from augserve_client import Client
+from augserve_client.protocol.wire import batch_array
 from augserve_client.torch_dataset import AugmentedDataset, as_tensor, shared_bytes
-from augserve_client.wire import batch_array
-from servers import ServerProcess
 from torch import nn
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader

@@ -1,5 +1,5 @@
-"""RGB warps done in RGBA (augserve.warps) give exactly the pixels of OpenCV's 3-channel warp, and the engine's
-rotations and shifts exactly those of plain albumentations with the same seeds."""
+"""RGB warps done in RGBA (augserve.engine.functional) give exactly the pixels of OpenCV's 3-channel warp, and
+the engine's rotations and shifts exactly those of plain albumentations with the same seeds."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import albumentations.augmentations.geometric.functional as fgeometric
 import cv2
 import numpy as np
 import pytest
-from augserve import warps
 from augserve.engine import BORDERS, INTERPOLATIONS, Pipeline
-from augserve_client.spec import Spec
+from augserve.engine import functional as warps
+from augserve_client.protocol.spec import Spec
 
 # A turn of 10 degrees that also scales 560 px to 224 and moves the window: what the fused crop does.
 TURN = np.vstack([cv2.getRotationMatrix2D((280, 240), 10, 0.4) - [[0, 0, 80], [0, 0, 60]], [0, 0, 1]])

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from augserve_client.errors import ProtocolError
-from augserve_client.wire import (
+from augserve_client.protocol.errors import ProtocolError
+from augserve_client.protocol.wire import (
     END_OF_ARCHIVE,
     ERROR_MEMBER,
     TAR_BLOCK,

@@ -10,8 +10,8 @@ import cv2
 from fastapi import FastAPI
 
 from . import http_errors
+from .body_limit import BodyLimit
 from .cache import DecodedCache
-from .limits import BodyLimit
 from .routes import augment, datasets, meta
 from .settings import Settings
 from .state import AppState

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 import simplejpeg
-from augserve_client.errors import ErrorCode
-from augserve_client.wire import NPY_MAGIC, Buffer, npy_parts, npy_shape, read_npy
+from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.wire import NPY_MAGIC, Buffer, npy_parts, npy_shape, read_npy
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ServiceError, limit_exceeded

@@ -1,6 +1,6 @@
 """Domain errors of the service: raised by the engine, codecs and stores, turned into JSON in one place.
 
-They carry a stable :class:`~augserve_client.errors.ErrorCode` (shared with the client) and the offending
+They carry a stable :class:`~augserve_client.protocol.errors.ErrorCode` (shared with the client) and the offending
 field, file or limit, never an HTTP exception: the HTTP mapping lives in :mod:`augserve.http_errors`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from augserve_client.errors import ErrorCode
+from augserve_client.protocol.errors import ErrorCode
 
 
 class ServiceError(Exception):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from augserve_client.errors import ErrorCode
+from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.spec import OPS
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,7 +19,8 @@ from starlette.exceptions import HTTPException
 from .errors import ServiceError
 
 log = logging.getLogger("augserve.errors")
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+# Starlette's own refusals (an unknown route, a wrong method, a body FastAPI cannot parse) by status.
+HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
@@ -29,7 +31,7 @@ def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
             path += f"[{part}]"
         elif not str(part).isidentifier():
             continue  # a union member's tag, e.g. "constrained-int" or "tuple[constrained-int, ...]"
-        elif not (index and isinstance(loc[index - 1], int) and part in ("reflect", "rotate", "crop", "shift")):
+        elif not (index and isinstance(loc[index - 1], int) and part in OPS):
             path += f".{part}" if path else str(part)
     return path
 
@@ -65,8 +67,8 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     if isinstance(error.__cause__, ServiceError):  # FastAPI turns what BodyLimit raises mid-JSON-body into a 400
         return _respond(error.__cause__)
-    code = _HTTP_CODES.get(error.status_code, "http_error")
-    return JSONResponse({"code": code, "message": str(error.detail)}, status_code=error.status_code)
+    code = HTTP_CODES.get(error.status_code, ErrorCode.HTTP_ERROR)
+    return JSONResponse({"code": code.value, "message": str(error.detail)}, status_code=error.status_code)
 
 
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:

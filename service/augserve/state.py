@@ -1,4 +1,6 @@
-"""What a running app holds: settings, the compute pool, the dataset store and the caches; one per process."""
+"""What a running app holds: settings, the compute pool, the dataset store and the caches; one per process.
+
+Plain Python: routes reach it through the FastAPI dependency in :mod:`augserve.routes.deps`."""
 
 from __future__ import annotations
 
@@ -6,10 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from augserve_client.wire import Buffer
-from fastapi import Depends, Request
+from augserve_client.protocol.wire import Buffer
 
 from .cache import DecodedCache
 from .engine import PipelineCache
@@ -44,10 +45,3 @@ class AppState:
             trailer=trailer,
             on_error=on_error,
         )
-
-
-def get_state(request: Request) -> AppState:
-    return request.app.state.augserve
-
-
-State = Annotated[AppState, Depends(get_state)]

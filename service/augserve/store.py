@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from augserve_client.datasets import IMAGE_SUFFIXES, NAME_PATTERN
-from augserve_client.errors import ErrorCode
+from augserve_client.protocol.datasets import IMAGE_SUFFIXES, NAME_PATTERN
+from augserve_client.protocol.errors import ErrorCode
 
 from .errors import ServiceError
 
@@ -57,6 +57,10 @@ class Manifest:
             "folder": self.folder,
             "created": self.created,
         }
+
+    def decoded_key(self, index: int) -> str:
+        """The key of item ``index``'s decoded pixels in the decoded-image cache."""
+        return decoded_key(self.kind, self.keys[index])
 
     def same_content(self, other: Manifest) -> bool:
         content = ("kind", "keys", "labels", "classes")
@@ -216,6 +220,12 @@ class DatasetStore:
         if not real.is_relative_to(self.root):
             raise ServiceError(ErrorCode.PATH_OUTSIDE_ROOT, f"{shown!r} leads outside the data root", field="folder")
         return real
+
+
+def decoded_key(kind: str, key: str) -> str:
+    """The decoded-image cache's key for an item: blobs are shared by every upload dataset, folder files by
+    every folder dataset that lists them."""
+    return f"{kind}:{key}"
 
 
 def check_name(name: str) -> None:

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Executor
 
-from augserve_client.wire import Buffer
+from augserve_client.protocol.wire import Buffer
 
 Job = Callable[[], list[Buffer]]
 log = logging.getLogger("augserve.streaming")

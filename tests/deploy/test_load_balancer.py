@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from augserve.devserver import ServerProcess
 from augserve_client import Client
 from augserve_client.torch_dataset import AugmentedDataset
 from nginx_harness import NginxProcess
-from servers import ServerProcess
 
 N = 144  # 3 x the 48 indexed files: an epoch of 384x384 samples is 64 MB, far more than any buffer
 SPEC = {"output": {"size": [384, 384], "format": "npy"}}

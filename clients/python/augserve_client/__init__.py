@@ -1,7 +1,7 @@
-"""augserve_client: the thin Python client of augserve, and the contract (spec, seeds, wire format, errors)."""
+"""augserve_client: the thin Python client of augserve. The contract it shares with the server is in ``protocol``."""
 
 from .client import AugmentedImage, AugmentStream, Client
-from .errors import (
+from .protocol.errors import (
     AugserveError,
     ConflictError,
     ErrorCode,
@@ -14,8 +14,8 @@ from .errors import (
     ServerError,
     TransportError,
 )
-from .seeds import derive_seed
-from .spec import Crop, Output, Reflect, Rotate, Shift, Spec
+from .protocol.seeds import derive_seed
+from .protocol.spec import Crop, Output, Reflect, Rotate, Shift, Spec
 
 __all__ = [
     "AugmentStream",

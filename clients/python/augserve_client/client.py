@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .batches import EpochBatches
-from .datasets import Label, image_folder, upload_files
-from .epochs import EpochRequest
-from .errors import ProtocolError, TransportError, error_from_body
-from .spec import Format, Spec
-from .transport import StreamConnections, open_stream, raise_for_error, ssl_context
-from .wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Body, Buffer, npy_parts, read_npy, read_tar
+from .connections import StreamConnections, open_stream, raise_for_error, ssl_context
+from .epoch_batches import EpochBatches
+from .protocol.datasets import Label
+from .protocol.epochs import EpochRequest
+from .protocol.errors import ProtocolError, TransportError, error_from_body
+from .protocol.spec import Format, Spec
+from .protocol.wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Body, Buffer, npy_parts, read_npy, read_tar
+from .uploads import image_folder, upload_files
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
 SpecInput = Spec | Mapping[str, Any] | str
@@ -101,11 +102,15 @@ class Client:
         base_url: str = "http://127.0.0.1:8000",
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport, verify=ssl_context())
-        # Streamed bodies are read in place by http.client (see .transport); an injected transport carries all.
-        self.streams = None if transport is not None else StreamConnections(self.http.base_url, timeout)
+        self.http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers, verify=ssl_context()
+        )
+        # Streamed bodies are read in place by http.client, configured from self.http (see .connections); an
+        # injected transport carries everything.
+        self.streams = None if transport is not None else StreamConnections(self.http)
 
     def __enter__(self) -> Client:
         return self

@@ -25,10 +25,10 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("AugmentedDataset needs PyTorch: pip install 'augserve[torch]'") from error
 
-from .batches import EpochBatch, EpochBatches, prefetch
 from .client import Client, SpecInput, as_spec
-from .epochs import EpochRequest, batches_per_shard
-from .wire import empty_bytes
+from .epoch_batches import EpochBatch, EpochBatches, prefetch
+from .protocol.epochs import EpochRequest, batches_per_shard
+from .protocol.wire import empty_bytes
 
 
 class AugmentedDataset(IterableDataset):

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from augserve_client.spec import OPS, Output, Spec
+from augserve_client.protocol.spec import EXAMPLE_SPEC, OPS, Output, Spec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ..forms import parse_spec
+from .forms import parse_spec
 
 router = APIRouter()
-
-EXAMPLE_SPEC: dict[str, Any] = {
-    "version": 1,
-    "ops": [
-        {"op": "reflect", "horizontal": True, "p": 0.5},
-        {"op": "rotate", "angle": [-15, 15], "p": 0.5},
-        {"op": "crop", "mode": "random_resized", "size": [224, 224], "scale": [0.5, 1.0]},
-        {"op": "shift", "x": [-0.1, 0.1], "y": [-0.1, 0.1], "p": 0.5},
-    ],
-    "output": {"format": "png"},
-}
 
 
 @router.get("/healthz", tags=["health"])

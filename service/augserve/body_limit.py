@@ -6,7 +6,7 @@ is counted as it arrives and the parser fails with the same error the moment it 
 
 from __future__ import annotations
 
-from augserve_client.errors import ErrorCode
+from augserve_client.protocol.errors import ErrorCode
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -15,6 +15,7 @@ import hashlib
 import secrets
 
 SEED_BITS = 63
+SEED_MAX = (1 << SEED_BITS) - 1  # the largest seed derive_seed gives and a request may name
 
 
 def derive_seed(*parts: int) -> int:

@@ -42,6 +42,8 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "not_found"
     PATH_OUTSIDE_ROOT = "path_outside_root"
     CONFLICT = "conflict"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"  # any other HTTP-level refusal; it travels with its own status
     INTERNAL = "internal"
 
     @property
@@ -59,6 +61,8 @@ _STATUS = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.PATH_OUTSIDE_ROOT: 403,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.HTTP_ERROR: 400,
     ErrorCode.INTERNAL: 500,
 }
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .seeds import derive_seed
+from .seeds import SEED_BITS, derive_seed
 from .spec import Spec
 
 
@@ -38,7 +38,7 @@ class EpochRequest(BaseModel):
 
     spec: Spec = Field(default_factory=Spec)
     batch_size: int = Field(32, gt=0)
-    seed: int = Field(0, ge=0, lt=1 << 63)
+    seed: int = Field(0, ge=0, lt=1 << SEED_BITS)
     epoch: int = Field(0, ge=0)
     shard_index: int = Field(0, ge=0)
     shard_count: int = Field(1, ge=1)

@@ -1,15 +1,14 @@
-"""The engine: spec -> albumentations pipeline -> variants. Pure: arrays in, arrays and parameters out.
+"""A spec compiled to an albumentations pipeline, seeded per variant, and what each variant had applied.
 
 Determinism: before each variant, the pipeline's random state is replaced by fresh generators seeded with the
-variant's own seed (see :mod:`augserve_client.seeds`). Compose's internal RNG is never relied on: in
+variant's own seed (see :mod:`augserve_client.protocol.seeds`). Compose's internal RNG is never relied on: in
 albumentations 2.0.8 it is copied identically into forked workers and dropped by ``to_dict``. We use
 ``set_random_state`` (one shared generator for all ops) rather than ``set_random_seed``, which would seed
 every op with the *same* seed and make, e.g., horizontal and vertical flips with equal ``p`` always agree.
 
-A pipeline carries random state while it runs, so each thread builds its own (once per spec, then reused).
-Flips and a rotation right before a random resized crop are resampled by the crop, in one step: see
-:mod:`augserve.fusion`. Affine warps of RGB images run in RGBA, twice as fast in OpenCV: see
-:mod:`augserve.warps`.
+A pipeline carries random state while it runs, so each thread builds its own (once per spec, then reused):
+:class:`PipelineCache`. Runs of flips and a rotation before a random resized crop are deferred to the crop
+(:func:`deferrable`; why and how in :mod:`.transforms`).
 """
 
 from __future__ import annotations
@@ -18,19 +17,24 @@ import math
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import albumentations as A
-import albumentations.augmentations.crops.functional as fcrops
 import cv2
 import numpy as np
-from augserve_client.errors import ErrorCode
-from augserve_client.spec import Crop, Reflect, Rotate, Shift, Spec, op_shapes
+from augserve_client.protocol.spec import Crop, Op, Reflect, Rotate, Shift, Spec
 
-from . import warps
-from .errors import ServiceError, limit_exceeded
-from .fusion import Deferred, DeferredHorizontalFlip, DeferredRotate, DeferredVerticalFlip, deferrable, render
+from . import transforms
+from .transforms import (
+    Deferred,
+    DeferredHorizontalFlip,
+    DeferredRotate,
+    DeferredVerticalFlip,
+    RandomResizedCrop,
+    RightAngleRotate,
+)
 
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
 INTERPOLATIONS = {
@@ -41,43 +45,6 @@ INTERPOLATIONS = {
     "lanczos": cv2.INTER_LANCZOS4,
 }
 PIPELINES_PER_THREAD = 32
-
-
-class RightAngleRotate(A.RandomRotate90):
-    """Lossless rotation by one of the allowed right angles (RandomRotate90 would also pick 0)."""
-
-    def __init__(self, angles: list[int], p: float) -> None:
-        super().__init__(p=p)
-        self.factors = sorted({angle // 90 for angle in angles})
-
-    def get_params(self) -> dict[str, int]:
-        return {"factor": self.py_random.choice(self.factors)}
-
-
-class RandomResizedCrop(A.RandomResizedCrop):
-    """RandomResizedCrop whose window is never empty, and which renders the ops deferred to it, if any.
-
-    When ten draws miss, albumentations 2.0.8 falls back to a centred window whose short side is
-    ``round(side / ratio)``: a ratio beyond twice the image's width (or below half over its height) rounds it to
-    0 pixels, and the crop raises in the middle of a stream. Such windows are widened to one pixel.
-    """
-
-    def __init__(self, deferred: Deferred | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.deferred = deferred
-
-    def apply(self, img: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        if self.deferred is None:
-            return super().apply(img, crop_coords, **params)
-        return render(self.deferred, img, crop_coords, self.size, self.interpolation)
-
-    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        drawn = super().get_params_dependent_on_data(params, data)
-        x_min, y_min, x_max, y_max = drawn["crop_coords"]
-        if x_max > x_min and y_max > y_min:
-            return drawn
-        window = (max(1, y_max - y_min), max(1, x_max - x_min))
-        return {"crop_coords": fcrops.get_center_crop_coords(params["shape"][:2], window)}
 
 
 @dataclass(frozen=True)
@@ -120,6 +87,35 @@ class Pipeline:
         return np.ascontiguousarray(self.compose(image=image)["image"])
 
 
+def deferrable(ops: Sequence[Op]) -> set[int]:
+    """Indices of the ops that defer to a crop after them, and of those crops.
+
+    A run qualifies when it is reflects and at most one range rotation, directly before a random resized crop
+    that always applies (a skipped crop would leave the run undone). Two rotations are not one: the second
+    turns the first one's filled corners. The rotation must resample the way the crop does, and not by area,
+    which ``warpAffine`` cannot do. A ``nearest`` crop never qualifies: cv2.resize's nearest neighbour picks
+    ``floor(dst * scale)``, not the pixel-centre mapping, so it neither commutes with a flip nor matches a warp.
+    """
+    chosen: set[int] = set()
+    for index, crop in enumerate(ops):
+        if not (isinstance(crop, Crop) and crop.mode == "random_resized" and crop.p == 1.0):
+            continue
+        if crop.interpolation == "nearest":
+            continue
+        run, rotated = [], False
+        for before in range(index - 1, -1, -1):
+            op = ops[before]
+            rotation = isinstance(op, Rotate) and op.right_angles is None and not rotated
+            if rotation and (op.interpolation != crop.interpolation or op.interpolation == "area"):
+                break
+            if not (rotation or isinstance(op, Reflect)):
+                break
+            rotated |= rotation
+            run.append(before)
+        chosen.update([*run, index] if run else [])
+    return chosen
+
+
 def _transforms(op: Reflect | Rotate | Crop | Shift, deferred: Deferred | None) -> list[A.BasicTransform]:
     """The transforms for one op; given ``deferred``, the kind that leaves its resampling to the crop after it."""
     defer = {} if deferred is None else {"deferred": deferred}
@@ -129,13 +125,13 @@ def _transforms(op: Reflect | Rotate | Crop | Shift, deferred: Deferred | None) 
     if isinstance(op, Rotate):
         if op.right_angles is not None:
             return [RightAngleRotate(op.right_angles, p=op.p)]
-        return [(DeferredRotate if defer else warps.Rotate)(limit=op.angle, p=op.p, **_resampled(op), **defer)]
+        return [(DeferredRotate if defer else transforms.Rotate)(limit=op.angle, p=op.p, **_resampled(op), **defer)]
     if isinstance(op, Shift):
         axes = {"x": op.x, "y": op.y}
         translate = {"translate_px": {k: (round(lo), round(hi)) for k, (lo, hi) in axes.items()}}
         if op.unit == "fraction":
             translate = {"translate_percent": axes}
-        return [warps.Affine(**translate, p=op.p, **_resampled(op))]
+        return [transforms.Affine(**translate, p=op.p, **_resampled(op))]
     return [_crop(op, deferred)]
 
 
@@ -157,7 +153,7 @@ def _crop(op: Crop, deferred: Deferred | None) -> A.BasicTransform:
 def _describe(index: int, name: str, transform: A.BasicTransform) -> dict[str, Any]:
     """The parameters a transform applied, as plain JSON values a person can read."""
     params = transform.params
-    kind = type(transform).__name__.removeprefix("Deferred")  # deferring changes when, not what
+    kind = getattr(transform, "described_as", type(transform).__name__)
     described: dict[str, Any] = {"op": name, "op_index": index, "transform": kind}
     if isinstance(transform, A.HorizontalFlip | A.VerticalFlip):
         described["axis"] = "horizontal" if isinstance(transform, A.HorizontalFlip) else "vertical"
@@ -176,38 +172,6 @@ def _describe(index: int, name: str, transform: A.BasicTransform) -> dict[str, A
     else:
         described["size"] = [transform.height, transform.width]
     return described
-
-
-def check_fits(spec: Spec, height: int, width: int, name: str) -> None:
-    """Refuse, before any work, an image smaller than a crop whose spec says ``if_smaller: error``."""
-    shapes: set[tuple[int, int]] = {(height, width)}
-    for index, op in enumerate(spec.ops):
-        if isinstance(op, Crop) and op.mode != "random_resized" and op.if_smaller == "error":
-            small = [(h, w) for h, w in shapes if h < op.size[0] or w < op.size[1]]
-            if small:
-                raise ServiceError(
-                    ErrorCode.CROP_TOO_LARGE,
-                    f"{name} reaches ops[{index}] as {small[0][0]}x{small[0][1]} (HxW), smaller than the crop "
-                    f"{op.size[0]}x{op.size[1]}; ops[{index}].if_smaller is 'error' (use 'pad' to pad instead)",
-                    field=f"spec.ops[{index}].size",
-                    file=name,
-                )
-        shapes = {after for shape in shapes for after in op_shapes(op, shape)}
-
-
-def check_sizes(spec: Spec, max_pixels: int) -> None:
-    """Refuse a spec whose crops or output size would make variants larger than the pixel limit on inputs.
-
-    The limit guards memory on the way in; without this a 1x1 upload with an output size of 16384x16384 asks
-    for 805 MB per variant.
-    """
-    sizes = [(f"spec.ops[{index}].size", op.size) for index, op in enumerate(spec.ops) if isinstance(op, Crop)]
-    if spec.output.size is not None:
-        sizes.append(("spec.output.size", spec.output.size))
-    for field, (height, width) in sizes:
-        if height * width > max_pixels:
-            message = f"{field} asks for {height}x{width} (HxW) variants"
-            raise limit_exceeded(ErrorCode.IMAGE_TOO_LARGE, "max_pixels", max_pixels, message, field=field)
 
 
 class PipelineCache:

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import json
 
-from augserve_client.errors import ErrorCode
-from augserve_client.spec import Spec
+from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.spec import Spec
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
-from .errors import ServiceError, limit_exceeded
-from .http_errors import validation_error
-from .settings import Settings
+from ..errors import ServiceError, limit_exceeded
+from ..http_errors import validation_error
+from ..preflight import check_sizes
+from ..settings import Settings
+from ..variants import AugmentRequest
 
 MAX_FIELD_BYTES = 1 << 20
 
 
-async def read_form(
-    request: Request, settings: Settings, max_files: int, *, field: str | None = None, limit: str | None = None
-) -> FormData:
+async def read_form(request: Request, max_files: int, *, field: str, limit: str) -> FormData:
     """The parsed multipart body. The parser stops one file past ``max_files`` (the setting ``limit``, files
     sent as ``field``), so :func:`read_files` reports max_files + 1 itself and the parser anything beyond."""
     content_type = request.headers.get("content-type", "")
@@ -37,10 +37,27 @@ async def read_form(
     except Exception as error:  # multipart errors come in several classes across Starlette versions
         if "too many files" in str(error).lower():
             message = f"more than {max_files + 1} files sent"
-            if limit is None:
-                raise ServiceError(ErrorCode.TOO_MANY_IMAGES, message, limit_value=max_files, field=field) from None
             raise limit_exceeded(ErrorCode.TOO_MANY_IMAGES, limit, max_files, message, field=field) from None
         raise ServiceError(ErrorCode.INVALID_REQUEST, f"malformed multipart body: {error}") from None
+
+
+async def read_augment_form(request: Request, settings: Settings) -> AugmentRequest:
+    """A ``/v1/augment`` form (``images``, ``spec``, ``variants``, ``seed``) as a request within the limits."""
+    form = await read_form(request, settings.max_images, field="images", limit="max_images")
+    spec = parse_spec(text_field(form, "spec"))
+    check_sizes(spec, settings.max_pixels)
+    variants = int_field(form, "variants", 1, minimum=1)
+    seed = int_field(form, "seed", None, minimum=0)
+    if variants > settings.max_variants:
+        raise limit_exceeded(
+            ErrorCode.TOO_MANY_VARIANTS,
+            "max_variants",
+            settings.max_variants,
+            f"{variants} variants per image asked",
+            field="variants",
+        )
+    files = await read_files(form, "images", settings, settings.max_images, "max_images")
+    return AugmentRequest(spec, variants, seed, files)
 
 
 async def read_files(

@@ -9,7 +9,7 @@ Sizes are always ``[height, width]``, like numpy shapes. Ranges are ``[min, max]
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.functional_validators import AfterValidator
@@ -206,12 +206,19 @@ class Spec(_Model):
 
         The server uses it to refuse, before any work, a batch that cannot have one shape.
         """
-        shapes: set[Shape] = {(height, width)}
-        for op in self.ops:
-            shapes = {s for shape in shapes for s in op_shapes(op, shape)}
         if self.output.size is not None:
             return {tuple(self.output.size)}
-        return shapes
+        return reaching_shapes(self.ops, (height, width))[-1]
+
+
+def reaching_shapes(ops: list[Op], shape: Shape) -> list[set[Shape]]:
+    """``[i]``: every shape an image of ``shape`` can have when it reaches ``ops[i]``; ``[-1]``: after the last.
+
+    The one place shapes are propagated through a spec: batch shapes and crop-fit checks both read it."""
+    reaching: list[set[Shape]] = [{shape}]
+    for op in ops:
+        reaching.append({after for before in reaching[-1] for after in op_shapes(op, before)})
+    return reaching
 
 
 def op_shapes(op: _Op, shape: Shape) -> set[Shape]:
@@ -224,3 +231,16 @@ def op_shapes(op: _Op, shape: Shape) -> set[Shape]:
     else:
         produced = {shape}
     return produced | {shape} if op.p < 1.0 else produced
+
+
+# The spec every example, the API's own docs and the README's curl line use: one of each op.
+EXAMPLE_SPEC: dict[str, Any] = {
+    "version": 1,
+    "ops": [
+        {"op": "reflect", "horizontal": True, "p": 0.5},
+        {"op": "rotate", "angle": [-15, 15], "p": 0.5},
+        {"op": "crop", "mode": "random_resized", "size": [224, 224], "scale": [0.5, 1.0]},
+        {"op": "shift", "x": [-0.1, 0.1], "y": [-0.1, 0.1], "p": 0.5},
+    ],
+    "output": {"format": "png"},
+}

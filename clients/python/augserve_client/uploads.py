@@ -1,9 +1,7 @@
-"""Registering datasets: the request models (the contract) and the client's upload-only-what-is-missing logic.
+"""Uploading a local dataset: hash every file, send only what the server lacks, then register it.
 
-A dataset is registered in two steps so that nothing is sent twice: the client hashes its files (SHA-256),
-asks the server which hashes it lacks (``POST /v1/blobs/missing``), uploads only those in batches
-(``POST /v1/blobs``, several requests for a large folder), then names the dataset by listing hashes and labels
-(``POST /v1/datasets``). Registering the same files again uploads nothing.
+The steps and their request models are the contract in :mod:`augserve_client.protocol.datasets`. Uploads go
+in batches (several requests for a large folder), and registering the same files again uploads nothing.
 """
 
 from __future__ import annotations
@@ -14,45 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from .protocol.datasets import IMAGE_SUFFIXES, Label
 
 if TYPE_CHECKING:
     from .client import Client
 
-Label = int | str | None
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".npy"})
 UPLOAD_BATCH_BYTES = 32 << 20
 UPLOAD_BATCH_FILES = 256
-
-
-class DatasetItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    blob: str = Field(description="SHA-256 of an uploaded file")
-    label: Label = None
-
-
-class CreateDataset(BaseModel):
-    """``POST /v1/datasets``: uploaded blobs with labels, or a folder under the server's data root."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_' and '-'; at most 64 characters")
-    items: list[DatasetItem] | None = Field(None, min_length=1)
-    folder: str | None = Field(None, description="ImageFolder layout, relative to the server's data_root")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> CreateDataset:
-        if (self.items is None) == (self.folder is None):
-            raise ValueError("give either items (uploaded blobs) or folder (on the server), not both")
-        return self
-
-
-class HashList(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    hashes: list[str] = Field(max_length=100_000)
 
 
 def sha256_file(path: Path) -> str:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .epochs import EpochRequest
-from .errors import InternalServerError, ProtocolError, TransportError, error_from_body
-from .wire import Allocate, batch_array, empty_bytes, read_frames
+from .protocol.epochs import EpochRequest
+from .protocol.errors import InternalServerError, ProtocolError, TransportError, error_from_body
+from .protocol.wire import Allocate, batch_array, empty_bytes, read_frames
 
 if TYPE_CHECKING:
     from .client import Client

@@ -1,12 +1,15 @@
-"""HTTP plumbing shared by every call: error bodies to typed exceptions, and streamed bodies read in place.
+"""HTTP plumbing shared by every call: one configuration, error bodies to typed exceptions, streams read in place.
 
 Plain requests go through httpx. Streamed responses (variant tars, epoch batches) are megabytes per second of
 payload, and there the HTTP stack is most of the client's cost: httpx reads through h11, which copies every
-64 KiB piece three times (into its receive buffer, out of it, into ours). Python's ``http.client`` instead
-reads a chunked body straight into the caller's buffer (``readinto``), so a 4.8 MB batch is one copy from the
-socket into its own array with no Python per piece. Measured on 224x224 epoch batches: 0.125 -> 0.036 ms of
-client CPU per variant. httpx still builds every request (URL, JSON, multipart), so both paths send the same
-bytes, and a client given its own httpx transport (an ASGI app, a mock) streams through that transport.
+piece of the body three times (into its receive buffer, out of it, into ours). Python's ``http.client``
+instead reads a body straight into the caller's buffer (``readinto``), so a batch is one copy from the socket
+into its own array with no Python per piece (bench/results/profiles.md has the figures).
+
+Both paths take everything from the one ``httpx.Client``: httpx builds every request (URL and base path,
+default headers such as an API key, JSON, multipart), and :class:`StreamConnections` reads its host, port,
+scheme and timeout from that client, so a setting made there reaches calls and streams alike. A client given
+its own httpx transport (an ASGI app, a mock) streams through that transport.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ from typing import Any
 
 import httpx
 
-from .errors import ProtocolError, TransportError, error_from_body
-from .wire import Body
+from .protocol.errors import ErrorCode, ProtocolError, TransportError, error_from_body
+from .protocol.wire import Body
 
 
 @functools.cache
 def ssl_context() -> ssl.SSLContext:
     """httpx's default verifying context, built once per process and shared by every Client.
 
-    httpx builds it in every ``httpx.Client()``, even for plain http, and loading the CA bundle costs ~24 ms of
-    CPU. AugmentedDataset opens a Client per DataLoader worker per epoch; forked workers inherit this one."""
+    httpx builds one in every ``httpx.Client()``, even for plain http, and loading the CA bundle is costly;
+    AugmentedDataset opens a Client per DataLoader worker per epoch, and forked workers inherit this one."""
     return httpx.create_ssl_context(verify=True, cert=None, trust_env=True)
 
 
@@ -42,7 +45,7 @@ def raise_for_error(status: int, read: Any) -> None:
     try:
         body = json.loads(read())
     except (ValueError, OSError, http.client.HTTPException, httpx.HTTPError):
-        body = {"code": "http_error", "message": f"HTTP {status}"}
+        body = {"code": ErrorCode.HTTP_ERROR.value, "message": f"HTTP {status}"}
     raise error_from_body(status, body if isinstance(body, dict) else {"message": str(body)})
 
 
@@ -54,11 +57,12 @@ class StreamConnections:
     has meanwhile closed (uvicorn drops idle ones after a few seconds) is sent again once on a new one.
     """
 
-    def __init__(self, url: httpx.URL, timeout: float) -> None:
+    def __init__(self, http: httpx.Client) -> None:
+        url = http.base_url
         self._https = url.scheme == "https"
         self._host = url.host
         self._port = url.port or (443 if self._https else 80)
-        self._timeout = timeout
+        self._timeout = http.timeout.read
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 

@@ -10,26 +10,27 @@ while earlier ones are sent, so their latency is hidden, and whole-batch jobs ke
 The stream's length is fixed by the plan, so the response carries a ``Content-Length``: each frame header is
 padded to the size of the widest header its batch could have (largest index, 63-bit seeds, widest label).
 Without a length uvicorn sends chunks, and it joins each chunk with its size line into a new bytes object on
-the event loop: a copy of every 4.8 MB batch, 10% of a 1-worker server's CPU. With one, the pixels go from the
-batch array to the socket untouched.
+the event loop: a copy of every batch. With one, the pixels go from the batch array to the socket untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
-from augserve_client.epochs import Batch, EpochRequest, batches_per_shard, sample_seed, shard_batches
-from augserve_client.errors import ErrorCode
-from augserve_client.wire import Buffer, batch_frame, batch_header, frame, frame_size, header_size
+from augserve_client.protocol.epochs import Batch, EpochRequest, batches_per_shard, sample_seed, shard_batches
+from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.seeds import SEED_MAX
+from augserve_client.protocol.spec import Spec
+from augserve_client.protocol.wire import Buffer, batch_frame, batch_header, frame, frame_size, header_size
 
 from . import codecs
-from .engine import check_fits, check_sizes
 from .errors import ServiceError, limit_exceeded, stream_error_body
+from .preflight import check_fits, check_sizes
 from .state import AppState
 from .store import Manifest
 from .streaming import Job
@@ -37,7 +38,6 @@ from .streaming import Job
 # Successful shape checks, by (dataset name, spec, distinct image sizes); failures are checked again each time.
 _SHAPES: dict[tuple[str, str, frozenset[tuple[int, int]]], tuple[int, int]] = {}
 MAX_SHAPES = 256
-SEED_MAX = (1 << 63) - 1  # sample seeds are 63-bit (augserve_client.seeds)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def _nbytes(count: int, shape: tuple[int, int]) -> int:
 def output_shape(manifest: Manifest, request: EpochRequest) -> tuple[int, int]:
     """The one (height, width) every sample of this epoch will have, or a 422 explaining why there is none.
 
-    Checking every distinct size takes ~3 ms for 512 sizes, on the event loop, in front of the first batch, and
-    every epoch of every worker asks again: the answer is remembered (it depends on nothing else)."""
+    Checking every distinct size runs on the event loop, in front of the first batch, and every epoch of every
+    worker asks again: the answer is remembered (it depends on nothing else)."""
     key = (manifest.name, request.spec.model_dump_json(), frozenset(manifest.sizes))
     shape = _SHAPES.get(key)
     if shape is None:
@@ -102,6 +102,26 @@ def _check_shapes(manifest: Manifest, request: EpochRequest) -> tuple[int, int]:
             field="spec.output.size",
         )
     return shapes.pop()
+
+
+@dataclass(frozen=True)
+class EpochStream:
+    """A planned shard's body, and what its response headers announce."""
+
+    body: AsyncIterator[bytes | memoryview]
+    plan: Plan
+    cache: dict[str, int]  # the decoded cache's statistics when the stream started
+
+
+def open_epoch(state: AppState, manifest: Manifest, request: EpochRequest) -> EpochStream:
+    """Plan ``request`` (refusing what cannot be served) and start computing its batches in the pool."""
+    planned = plan(state, manifest, request)
+    body = state.stream(
+        jobs(state, manifest, request, planned),
+        trailer=lambda: end_frame(len(planned.batches)),
+        on_error=partial(error_frame, room=planned.error_room()),
+    )
+    return EpochStream(body, planned, state.cache.stats())
 
 
 def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
@@ -142,52 +162,59 @@ def _fields(number: int, indices: list[int], seeds: list[int], labels: list[int]
 
 def jobs(state: AppState, manifest: Manifest, request: EpochRequest, plan: Plan) -> Iterator[Job]:
     for number, batch in enumerate(plan.batches):
-        images = np.empty((len(batch.indices), *plan.shape, 3), dtype=np.uint8)
+        indices = batch.indices.tolist()
+        work = _BatchWork(
+            state,
+            manifest,
+            request.spec,
+            batch,
+            indices,
+            [sample_seed(request.seed, request.epoch, index) for index in indices],
+            np.empty((len(indices), *plan.shape, 3), dtype=np.uint8),
+        )
         parts = 2 * state.settings.pool_threads if number == 0 else 1  # 2 per thread: image sizes vary
-        bounds = np.linspace(0, len(batch.indices), parts + 1).astype(int)
+        bounds = np.linspace(0, len(indices), parts + 1).astype(int)
         for start, stop in pairwise(bounds[:-1]):
-            yield partial(_fill_part, state, manifest, request, batch, images, int(start), int(stop))
-        header_bytes = plan.header_bytes[len(batch.indices)]
-        yield partial(_batch, state, manifest, request, batch, images, int(bounds[-2]), header_bytes)
+            yield partial(work.fill, int(start), int(stop))
+        yield partial(work.frame, int(bounds[-2]), plan.header_bytes[len(indices)])
 
 
 def decoded(state: AppState, manifest: Manifest, index: int) -> np.ndarray:
-    key = manifest.keys[index]
     return state.cache.get(
-        f"{manifest.kind}:{key}",
-        lambda: codecs.decode(state.store.read(manifest, index), key, state.settings.max_pixels),
+        manifest.decoded_key(index),
+        lambda: codecs.decode(state.store.read(manifest, index), manifest.keys[index], state.settings.max_pixels),
     )
 
 
-def _fill_part(
-    state: AppState, manifest: Manifest, request: EpochRequest, batch: Batch, images: np.ndarray, start: int, stop: int
-) -> list[Buffer]:
-    """Augment samples ``start:stop`` of ``batch`` into their slots of ``images``; returns nothing to send.
+@dataclass(frozen=True)
+class _BatchWork:
+    """One batch's samples, their seeds (derived once), and the array its parts fill."""
 
-    A stream sends job results in job order, so the frame (which views ``images``, returned by the batch's last
-    job) goes out only after every part has been awaited, even if the last job finished first."""
-    pipeline = state.pipelines.get(request.spec)
-    for slot in range(start, stop):
-        index = int(batch.indices[slot])
-        images[slot] = pipeline.image(decoded(state, manifest, index), sample_seed(request.seed, request.epoch, index))
-    return []
+    state: AppState
+    manifest: Manifest
+    spec: Spec
+    batch: Batch
+    indices: list[int]
+    seeds: list[int]
+    images: np.ndarray
 
+    def fill(self, start: int, stop: int) -> list[Buffer]:
+        """Augment samples ``start:stop`` into their slots of ``images``; returns nothing to send.
 
-def _batch(
-    state: AppState,
-    manifest: Manifest,
-    request: EpochRequest,
-    batch: Batch,
-    images: np.ndarray,
-    start: int,
-    header_bytes: int,
-) -> list[Buffer]:
-    """Augment the samples from ``start`` on (the earlier ones came from parts) and frame the whole batch."""
-    _fill_part(state, manifest, request, batch, images, start, len(batch.indices))
-    indices = batch.indices.tolist()
-    seeds = [sample_seed(request.seed, request.epoch, index) for index in indices]
-    labels = [manifest.labels[index] for index in indices]
-    return batch_frame(images, header_bytes, **_fields(batch.number, indices, seeds, labels, batch.padding))
+        A stream sends job results in job order, so the frame (which views ``images``, returned by the batch's
+        last job) goes out only after every part has been awaited, even if the last job finished first."""
+        pipeline = self.state.pipelines.get(self.spec)
+        for slot in range(start, stop):
+            image = decoded(self.state, self.manifest, self.indices[slot])
+            self.images[slot] = pipeline.image(image, self.seeds[slot])
+        return []
+
+    def frame(self, start: int, header_bytes: int) -> list[Buffer]:
+        """Augment the samples from ``start`` on (the earlier ones came from parts) and frame the whole batch."""
+        self.fill(start, len(self.indices))
+        labels = [self.manifest.labels[index] for index in self.indices]
+        fields = _fields(self.batch.number, self.indices, self.seeds, labels, self.batch.padding)
+        return batch_frame(self.images, header_bytes, **fields)
 
 
 def end_frame(sent: int) -> list[Buffer]:

@@ -1,0 +1,45 @@
+"""Dataset registration requests, as both sides read them: names, items, folders, blob hashes.
+
+A dataset is registered in two steps so that nothing is sent twice: the client hashes its files (SHA-256),
+asks the server which hashes it lacks (``POST /v1/blobs/missing`` with a :class:`HashList`), uploads only
+those (``POST /v1/blobs``), then names the dataset by listing hashes and labels (``POST /v1/datasets`` with a
+:class:`CreateDataset`). A folder that already lives on the server is registered by its path instead.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Label = int | str | None
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# What counts as an image in an ImageFolder, on the client's disk and under the server's data root alike.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".npy"})
+
+
+class DatasetItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blob: str = Field(description="SHA-256 of an uploaded file")
+    label: Label = None
+
+
+class CreateDataset(BaseModel):
+    """``POST /v1/datasets``: uploaded blobs with labels, or a folder under the server's data root."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_' and '-'; at most 64 characters")
+    items: list[DatasetItem] | None = Field(None, min_length=1)
+    folder: str | None = Field(None, description="ImageFolder layout, relative to the server's data_root")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CreateDataset:
+        if (self.items is None) == (self.folder is None):
+            raise ValueError("give either items (uploaded blobs) or folder (on the server), not both")
+        return self
+
+
+class HashList(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hashes: list[str] = Field(max_length=100_000)

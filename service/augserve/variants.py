@@ -1,0 +1,114 @@
+"""Variants of uploaded images (``POST /v1/augment``): decode every upload, then stream a tar of variants.
+
+Variant (i, v) of a request with seed ``s`` uses ``derive_seed(s, i, v)``, so any call or variant can be
+replayed. Every upload is decoded, and checked against the spec's crops, before the first byte is sent: a bad
+file fails the request with its own error instead of breaking the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from augserve_client.protocol.seeds import derive_seed, fresh_seed
+from augserve_client.protocol.spec import Spec
+from augserve_client.protocol.wire import END_OF_ARCHIVE, ERROR_MEMBER, Buffer, json_bytes, member_stem, tar_member
+
+from . import codecs
+from .engine import Pipeline
+from .errors import stream_error_body
+from .preflight import check_fits
+from .state import AppState
+
+# Variants per job. One job per variant made the event loop wake, await and write once per variant; grouping a
+# few (while leaving every thread 4 jobs) costs less server CPU per variant (figures: docs/architecture.md).
+# A failure mid-stream already drops results computed but not yet flushed, so grouping changes nothing a caller
+# can rely on: the error member still follows the variants that were sent.
+GROUP_VARIANTS = 8
+
+
+@dataclass(frozen=True)
+class AugmentRequest:
+    """A parsed ``/v1/augment`` request, its limits already checked: uploads as (name, bytes)."""
+
+    spec: Spec
+    variants: int
+    seed: int | None  # None: a fresh one
+    files: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class VariantStream:
+    """A tar body of ``count`` variants made with ``seed``."""
+
+    body: AsyncIterator[bytes | memoryview]
+    seed: int
+    count: int
+
+
+async def augment(state: AppState, request: AugmentRequest) -> VariantStream:
+    """Decode every upload, then stream ``request.variants`` variants of each as a WebDataset-style tar."""
+    seed = fresh_seed() if request.seed is None else request.seed
+    images = await _decode_all(state, request.spec, request.files)
+    items = [
+        (index, name, image, variant)
+        for index, ((name, _), image) in enumerate(zip(request.files, images, strict=True))
+        for variant in range(request.variants)
+    ]
+    size = max(1, min(GROUP_VARIANTS, len(items) // (4 * state.settings.pool_threads)))
+    spec = request.spec
+    jobs = (partial(_variants, state, spec, seed, items[start : start + size]) for start in range(0, len(items), size))
+    body = state.stream(jobs, trailer=lambda: [END_OF_ARCHIVE], on_error=_error_member)
+    return VariantStream(body, seed, len(items))
+
+
+async def _decode_all(state: AppState, spec: Spec, files: list[tuple[str, bytes]]) -> list[np.ndarray]:
+    """Decode every upload in the pool, off the event loop; any bad file fails the request before streaming."""
+
+    def decode_checked(name: str, data: bytes) -> np.ndarray:
+        image = codecs.decode(data, name, state.settings.max_pixels)
+        check_fits(spec, image.shape[0], image.shape[1], name)
+        return image
+
+    return list(await asyncio.gather(*(state.run(decode_checked, n, d) for n, d in files)))
+
+
+def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str, np.ndarray, int]]) -> list[Buffer]:
+    pipeline = state.pipelines.get(spec)  # once per job: the lookup serialises the spec to JSON
+    return [
+        part
+        for index, name, image, variant in items
+        for part in _variant(pipeline, spec, seed, index, name, image, variant)
+    ]
+
+
+def _variant(
+    pipeline: Pipeline, spec: Spec, seed: int, index: int, name: str, image: np.ndarray, variant: int
+) -> list[Buffer]:
+    variant_seed = derive_seed(seed, index, variant)
+    result = pipeline(image, variant_seed)
+    output = spec.output
+    stem = member_stem(index, variant)
+    meta = {
+        "key": stem,
+        "image": index,
+        "variant": variant,
+        "source": name,
+        "seed": variant_seed,
+        "request_seed": seed,
+        "shape": list(result.image.shape),
+        "format": output.format,
+        "applied": result.applied,
+    }
+    encoded = codecs.encode(result.image, output.format, output.quality)
+    return [
+        *tar_member(f"{stem}.{codecs.EXTENSIONS[output.format]}", encoded),
+        *tar_member(f"{stem}.json", [json_bytes(meta)]),
+    ]
+
+
+def _error_member(error: Exception) -> list[Buffer]:
+    return tar_member(ERROR_MEMBER, [json_bytes(stream_error_body(error))])
