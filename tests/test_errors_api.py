@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from augserve.devserver import ServerProcess
+from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.wire import npy_parts, read_npy, read_tar
 from conftest import encode
 from PIL import Image
@@ -305,13 +306,26 @@ def test_validate_refuses_bad_specs_naming_the_field(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status", "code"),
-    [("GET", "/v1/nothing-here", 404, "not_found"), ("GET", "/v1/augment", 405, "method_not_allowed")],
+    ("method", "path", "content", "status", "code"),
+    [
+        ("GET", "/v1/nothing-here", None, 404, "not_found"),
+        ("GET", "/v1/augment", None, 405, "method_not_allowed"),
+        ("POST", "/v1/datasets", b"\xff", 400, "http_error"),  # a JSON body that is not even UTF-8
+    ],
 )
 def test_unknown_routes_and_methods_are_json_too(
-    server: ServerProcess, method: str, path: str, status: int, code: str
+    server: ServerProcess, method: str, path: str, content: bytes | None, status: int, code: str
 ) -> None:
-    check_error(httpx.request(method, f"{server.url}{path}"), status, code, {})
+    headers = {"content-type": "application/json"}
+    check_error(httpx.request(method, f"{server.url}{path}", content=content, headers=headers), status, code, {})
+    assert code in {known.value for known in ErrorCode}  # every code the server emits is in the contract
+
+
+def test_every_code_the_error_mapping_can_give_is_in_the_contract() -> None:
+    from augserve.http_errors import HTTP_CODES
+
+    assert set(HTTP_CODES.values()) <= set(ErrorCode)
+    assert all(ErrorCode(code).status == status for status, code in HTTP_CODES.items())
 
 
 AWKWARD_BUT_VALID = [

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     @property
     def pool_threads(self) -> int:
         """Threads per worker. By default the workers share the cores: a thread per core in every worker
-        oversubscribed them (2 workers x 2 threads on 2 cores: 922 variants/s, against 1390 with 1 thread each)."""
+        oversubscribes them, and throughput falls (docs/architecture.md has the figures)."""
         return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     @property
