@@ -27,6 +27,7 @@ class FakePeer:
         self.resume = resume or threading.Event()
         self.waited_out = False
         self.connections, self.accepted = connections, 0
+        self.requests: list[bytes] = []  # each request's line and headers, as received
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -37,14 +38,14 @@ class FakePeer:
             connection, _ = self.listener.accept()
             self.accepted += 1
             with connection:
-                self._read_request(connection)
+                self.requests.append(self._read_request(connection))
                 for index, part in enumerate(self.parts):
                     if index and not self.resume.wait(2):
                         self.waited_out = True
                     connection.sendall(part)
 
     @staticmethod
-    def _read_request(connection: socket.socket) -> None:
+    def _read_request(connection: socket.socket) -> bytes:
         received = b""
         while b"\r\n\r\n" not in received:
             received += connection.recv(65536)
@@ -54,6 +55,7 @@ class FakePeer:
         )
         while len(body) < length:
             body += connection.recv(65536)
+        return head
 
     def close(self) -> None:
         self.resume.set()
@@ -184,3 +186,28 @@ def test_each_variant_is_handed_over_as_soon_as_it_has_arrived() -> None:
         assert handed_over_early
     finally:
         peer.close()
+
+
+def test_one_configuration_reaches_calls_and_streams_alike() -> None:
+    """Plain calls go through httpx and streams through http.client: a header, the base URL's path and the
+    user agent set once on the Client arrive the same way on both."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    stream = http_response(tar_of(*VARIANT, *SECOND) + END_OF_ARCHIVE, {"Connection": "close"})
+    call_peer, stream_peer = FakePeer(answer), FakePeer(stream)
+    try:
+        heads = []
+        for peer in (call_peer, stream_peer):
+            with Client(f"{peer.url}/augserve", headers={"Authorization": "Bearer k-123"}) as client:
+                if peer is call_peer:
+                    client.validate_spec(CROP)
+                else:
+                    assert len(list(client.augment([np.zeros((4, 4, 3), np.uint8)], CROP))) == 2
+            heads.append(peer.requests[0].decode().lower().split("\r\n"))
+    finally:
+        call_peer.close()
+        stream_peer.close()
+    (call_line, *call_headers), (stream_line, *stream_headers) = heads
+    assert call_line.startswith("post /augserve/v1/specs/validate ")
+    assert stream_line.startswith("post /augserve/v1/augment ")
+    for wanted in ("authorization: bearer k-123", next(h for h in call_headers if h.startswith("user-agent:"))):
+        assert wanted in call_headers and wanted in stream_headers
