@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = (
     *("machine", "config", "limit", "transport", "service", "peer", "ours"),

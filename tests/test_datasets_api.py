@@ -170,6 +170,7 @@ def test_second_epoch_is_served_from_the_cache(
     assert after["hits"] - before["hits"] == 12
 
 
+@pytest.mark.slow
 def test_datasets_survive_restart_and_are_shared_by_replicas(
     tmp_path: Path, indexed_files: list[Path], small_spec: dict
 ) -> None:

@@ -66,6 +66,7 @@ def test_one_thread_or_two_give_the_same_variants(small_photos: list[np.ndarray]
     assert render_request(spec, small_photos, 42, threads=1) == render_request(spec, small_photos, 42, threads=2)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_variants_as_one_thread(small_photos: list[np.ndarray]) -> None:
     spec = Spec.model_validate(FULL_SPEC)
     image = small_photos[0]

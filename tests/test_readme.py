@@ -60,6 +60,7 @@ def test_the_augment_example_script(server: ServerProcess, tmp_path: Path) -> No
     assert len(saved) == 8 and np.asarray(Image.open(saved[0])).shape == (224, 224, 3)
 
 
+@pytest.mark.slow
 def test_the_training_example_script(dataset_server: ServerProcess, data_root: Path) -> None:
     result = subprocess.run(
         [

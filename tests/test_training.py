@@ -90,6 +90,7 @@ def test_same_seed_and_epoch_give_identical_bytes_and_a_new_epoch_new_variants(
     assert sum(first[i] != later[i] for i in range(N)) > N * 0.8
 
 
+@pytest.mark.slow
 def test_the_iterator_survives_a_server_crash_and_restart(tmp_path: Path, indexed_files: list[Path]) -> None:
     """SIGKILL the server mid-epoch, restart it on the same port and data: the epoch completes exactly once.
 
@@ -210,3 +211,12 @@ def test_a_name_is_a_dataset_name_even_where_a_folder_has_it(
     monkeypatch.chdir(tmp_path)
     data = dataset(dataset_server, indexed, small_spec)
     assert data.dataset == indexed and data.size == N
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_batches_per_epoch_counts_what_a_rank_receives(
+    dataset_server: ServerProcess, indexed: str, small_spec: dict, workers: int
+) -> None:
+    data = AugmentedDataset(dataset_server.url, indexed, small_spec, batch_size=5, rank=1, world_size=2)
+    received = list(DataLoader(data, batch_size=None, num_workers=workers))
+    assert len(received) == data.batches_per_epoch(workers)

@@ -17,6 +17,8 @@ from augserve_client import Client
 from augserve_client.torch_dataset import AugmentedDataset
 from nginx_harness import NginxProcess
 
+pytestmark = pytest.mark.slow
+
 N = 144  # 3 x the 48 indexed files: an epoch of 384x384 samples is 64 MB, far more than any buffer
 SPEC = {"output": {"size": [384, 384], "format": "npy"}}
 
