@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 import numpy as np
 from augserve.engine import Pipeline
 from augserve_client.protocol.spec import Spec

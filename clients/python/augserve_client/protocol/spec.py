@@ -233,7 +233,7 @@ def op_shapes(op: _Op, shape: Shape) -> set[Shape]:
     return produced | {shape} if op.p < 1.0 else produced
 
 
-# The spec every example, the API's own docs and the README's curl line use: one of each op.
+# The spec the API's own docs show (and the README's curl line sends): one of each op.
 EXAMPLE_SPEC: dict[str, Any] = {
     "version": 1,
     "ops": [
