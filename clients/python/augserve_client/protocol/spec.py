@@ -21,6 +21,7 @@ Interpolation = Literal["nearest", "linear", "cubic", "area", "lanczos"]
 Format = Literal["png", "jpeg", "webp", "npy"]
 Shape = tuple[int, int]
 DEFAULT_ANGLE = (-15.0, 15.0)
+MIN_RATIO, MAX_RATIO = 1e-4, 1e4  # random_resized crop aspect ratios (width / height)
 MAX_SHIFT_PX = 2**31 - 1  # OpenCV's coordinates are 32-bit; anything larger moves the content out of any image
 
 
@@ -129,7 +130,9 @@ class Crop(_Bordered):
     mode: Literal["random", "center", "random_resized"] = "random"
     size: Annotated[Size, Field(description="[height, width] of the crop")]
     scale: Range = Field((0.08, 1.0), description="random_resized: [min, max] fraction of the area")
-    ratio: Range = Field((3 / 4, 4 / 3), description="random_resized: [min, max] aspect ratio width/height")
+    ratio: Range = Field(
+        (3 / 4, 4 / 3), description="random_resized: [min, max] aspect ratio width/height, within [1e-4, 1e4]"
+    )
     if_smaller: Literal["pad", "error"] = "pad"
     interpolation: Interpolation = "linear"
 
@@ -152,6 +155,10 @@ class Crop(_Bordered):
     def _positive_ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not value[0] > 0.0:
             raise ValueError("ratio must be > 0")
+        if not MIN_RATIO <= value[0] <= value[1] <= MAX_RATIO:
+            # The crop draws a window of sqrt(area * ratio) by sqrt(area / ratio) pixels: beyond these bounds
+            # a side overflows to infinity (or rounds to nothing) instead of drawing a window.
+            raise ValueError(f"ratio must lie within [{MIN_RATIO:g}, {MAX_RATIO:g}]")
         return value
 
 
