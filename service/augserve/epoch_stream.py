@@ -114,7 +114,9 @@ class EpochStream:
 
 
 def open_epoch(state: AppState, manifest: Manifest, request: EpochRequest) -> EpochStream:
-    """Plan ``request`` (refusing what cannot be served) and start computing its batches in the pool."""
+    """Plan ``request`` (refusing what cannot be served) and start computing its batches in the pool.
+
+    Planning is O(dataset) (the epoch's order), so it runs in the pool too, never on the event loop."""
     planned = plan(state, manifest, request)
     body = state.stream(
         jobs(state, manifest, request, planned),
@@ -136,9 +138,26 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
         )
     check_sizes(request.spec, state.settings.max_pixels)
     shape = output_shape(manifest, request)
-    total = batches_per_shard(len(manifest.keys), request.shard_count, request.batch_size, request.drop_last)
-    batches = shard_batches(len(manifest.keys), request)
+    count = len(manifest.keys)
+    _check_split(request, count)
+    total = batches_per_shard(count, request.shard_count, request.batch_size, request.drop_last)
+    if request.start_batch > total:
+        message = f"start_batch {request.start_batch} is past the shard's last batch ({total} batches)"
+        raise ServiceError(ErrorCode.INVALID_REQUEST, message, field="start_batch")
+    batches = shard_batches(count, request)
     return Plan(batches, total, shape, _header_bytes(manifest, batches, shape))
+
+
+def _check_split(request: EpochRequest, count: int) -> None:
+    """A shard holds at least one sample of the dataset: more shards than samples would only repeat padding,
+    and a client could otherwise make the server plan an epoch of any size it likes."""
+    if request.shard_count > count:
+        raise ServiceError(
+            ErrorCode.INVALID_REQUEST,
+            f"shard_count {request.shard_count} is more than the {count} samples of the dataset; "
+            "each shard needs at least one",
+            field="shard_count",
+        )
 
 
 def _header_bytes(manifest: Manifest, batches: list[Batch], shape: tuple[int, int]) -> dict[int, int]:

@@ -169,7 +169,18 @@ class DatasetStore:
         return self.root / key
 
     def read(self, manifest: Manifest, index: int) -> bytes:
-        return self.item_path(manifest, index).read_bytes()
+        """An item's bytes. A folder dataset's file is checked again as it is opened: a file swapped for a
+        symlink (or a folder for one) after registration must not serve what lies outside the root."""
+        path = self.item_path(manifest, index)
+        if manifest.kind == "upload":
+            return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self._inside_root(_opened_path(fd, path), manifest.keys[index])
+            with open(fd, "rb", closefd=False) as file:
+                return file.read()
+        finally:
+            os.close(fd)
 
     # --- folders -----------------------------------------------------------------------------------------
 
@@ -220,6 +231,15 @@ class DatasetStore:
         if not real.is_relative_to(self.root):
             raise ServiceError(ErrorCode.PATH_OUTSIDE_ROOT, f"{shown!r} leads outside the data root", field="folder")
         return real
+
+
+def _opened_path(fd: int, path: Path) -> Path:
+    """The real path of the file open as ``fd``: where Linux shows it (``/proc/self/fd``), exactly the file
+    that will be read, whatever was swapped since; elsewhere ``path`` with its links resolved."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return path.resolve()
 
 
 def decoded_key(kind: str, key: str) -> str:

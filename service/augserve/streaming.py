@@ -10,9 +10,10 @@ megabytes on the event loop, holding the GIL, for a write that is large enough o
 
 If a job fails after bytes were sent, the status line is long gone: the stream writes what it holds ready
 (whole frames or members: a job returns whole ones), then the format's error record (``on_error``), and
-raises, which makes uvicorn drop the connection without the final chunk (or short of its Content-Length;
-an epoch stream's error frame is sized to fit in what a failure leaves of it, see ``batching.Plan``). The
-client sees an error record and an incomplete stream, never a short result that looks complete.
+raises :class:`StreamBroken`. The response then ends without its final chunk (or short of its
+Content-Length; an epoch stream's error frame is sized to fit in what a failure leaves of it, see
+``epoch_stream.Plan``) and the server closes the connection. The client sees an error record and an
+incomplete stream, never a short result that looks complete.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from concurrent.futures import Executor
 
 from augserve_client.protocol.wire import Buffer
 
+from .errors import ServiceError
+
 Job = Callable[[], list[Buffer]]
 log = logging.getLogger("augserve.streaming")
+
+
+class StreamBroken(Exception):
+    """Raised by a stream after it wrote its error record: the response must end without completing (see
+    ``routes/responses.py``), and the failure itself was already logged."""
 
 
 async def stream_jobs(
@@ -71,9 +79,19 @@ async def stream_jobs(
                 ready, ready_bytes = [], 0
         yield b"".join([*ready, *trailer()])
     except Exception as error:
-        log.exception("stream failed after it started; closing the connection without its end marker")
+        _log_failure(error)
         yield b"".join([*ready, *on_error(error)])  # what is ready is whole frames or members: send them
-        raise
+        raise StreamBroken(error) from error
     finally:
         for future in pending:
             future.cancel()
+
+
+def _log_failure(error: Exception) -> None:
+    """A typed failure (a file that broke after registration, one that left the root) is the client's to act
+    on and is logged in one line; anything else is a bug, logged with its traceback."""
+    message = "stream failed after it started; closing the connection without its end marker"
+    if isinstance(error, ServiceError):
+        log.warning("%s: %s: %s", message, error.code.value, error.message)
+    else:
+        log.exception(message)

@@ -18,7 +18,7 @@ from .connections import StreamConnections, open_stream, raise_for_error, ssl_co
 from .epoch_batches import EpochBatches
 from .protocol.datasets import Label
 from .protocol.epochs import EpochRequest
-from .protocol.errors import ProtocolError, TransportError, error_from_body
+from .protocol.errors import ProtocolError, TransportError, stream_error
 from .protocol.spec import Format, Spec
 from .protocol.wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Body, Buffer, npy_parts, read_npy, read_tar
 from .uploads import image_folder, upload_files
@@ -74,7 +74,7 @@ class AugmentStream(Iterator[AugmentedImage]):
         try:
             for name, data in read_tar(self._body):
                 if name == ERROR_MEMBER:
-                    raise error_from_body(500, json.loads(data))
+                    raise stream_error(json.loads(data))
                 if name.endswith(".json"):
                     if payload is None:
                         raise ProtocolError(f"metadata {name} arrived without its image")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from .protocol.epochs import EpochRequest
-from .protocol.errors import InternalServerError, ProtocolError, TransportError, error_from_body
+from .protocol.errors import InternalServerError, ProtocolError, TransportError, stream_error
 from .protocol.wire import Allocate, batch_array, empty_bytes, read_frames
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def stream_epoch(
     with client.stream("POST", f"/v1/datasets/{dataset}/epochs", json=body) as (response, _):
         for header, payload in read_frames(response, allocate):
             if header["kind"] == "error":
-                raise error_from_body(500, header)
+                raise stream_error(header)
             if header["kind"] == "batch":
                 yield _batch(header, payload)
 

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from .. import variants
 from .deps import State
 from .forms import read_augment_form
+from .responses import CutOnFailureResponse
 
 router = APIRouter(tags=["augment"])
 
@@ -50,4 +51,4 @@ async def augment(request: Request, state: State) -> StreamingResponse:
     """
     stream = await variants.augment(state, await read_augment_form(request, state.settings))
     headers = {"X-Augserve-Seed": str(stream.seed), "X-Augserve-Count": str(stream.count)}
-    return StreamingResponse(stream.body, media_type=MEDIA_TYPE_TAR, headers=headers)
+    return CutOnFailureResponse(stream.body, media_type=MEDIA_TYPE_TAR, headers=headers)

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from .. import epoch_stream, registration
 from .deps import State
 from .forms import read_files, read_form
+from .responses import CutOnFailureResponse
 
 router = APIRouter(tags=["datasets"])
 
@@ -83,7 +84,7 @@ async def stream_epoch(name: str, body: EpochRequest, state: State) -> Streaming
     """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say its length, how many
     batches the shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
     manifest = await state.run(state.store.get, name)
-    stream = epoch_stream.open_epoch(state, manifest, body)
+    stream = await state.run(epoch_stream.open_epoch, state, manifest, body)
     plan, cache = stream.plan, stream.cache
     headers = {
         "Content-Length": str(plan.content_length()),
@@ -91,4 +92,4 @@ async def stream_epoch(name: str, body: EpochRequest, state: State) -> Streaming
         "X-Augserve-Shape": f"{plan.shape[0]}x{plan.shape[1]}x3",
         "X-Augserve-Cache": f"hits={cache['hits']};misses={cache['misses']}",
     }
-    return StreamingResponse(stream.body, media_type=MEDIA_TYPE_FRAMES, headers=headers)
+    return CutOnFailureResponse(stream.body, media_type=MEDIA_TYPE_FRAMES, headers=headers)

@@ -8,7 +8,7 @@ those (``POST /v1/blobs``), then names the dataset by listing hashes and labels 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Label = int | str | None
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -31,6 +31,13 @@ class CreateDataset(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_' and '-'; at most 64 characters")
     items: list[DatasetItem] | None = Field(None, min_length=1)
     folder: str | None = Field(None, description="ImageFolder layout, relative to the server's data_root")
+
+    @field_validator("folder")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(character) < 32 or character == "\x7f" for character in value):
+            raise ValueError("folder must not contain control characters (a NUL byte ends a path early)")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> CreateDataset:

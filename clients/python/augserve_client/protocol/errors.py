@@ -143,6 +143,17 @@ def error_class(status: int, code: str) -> type[ServerError]:
     return InvalidRequestError
 
 
+def stream_error(body: dict[str, Any]) -> ServerError:
+    """The typed exception of an error record written into a stream after its 200 was sent. Such a record has
+    no status of its own: its code says what the status would have been (500 for a code this client does not
+    know), so a file that broke is InvalidImageError, not a retryable InternalServerError."""
+    try:
+        status = ErrorCode(str(body.get("code"))).status
+    except ValueError:
+        status = 500
+    return error_from_body(status, body)
+
+
 def error_from_body(status: int, body: dict[str, Any]) -> ServerError:
     """Rebuild the typed exception from an error body the server sent."""
     code = str(body.get("code", "unknown"))
