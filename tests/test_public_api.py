@@ -91,6 +91,7 @@ def test_every_error_code_maps_to_its_exception_and_status() -> None:
         "conflict": (409, ConflictError),
         "method_not_allowed": (405, InvalidRequestError),
         "http_error": (400, InvalidRequestError),
+        "shutting_down": (503, InternalServerError),
         "internal": (500, InternalServerError),
     }
     assert {code.value for code in ErrorCode} == set(expected)

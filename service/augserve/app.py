@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import cv2
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from . import http_errors
 from .body_limit import BodyLimit
 from .cache import DecodedCache
+from .draining import Drain
 from .routes import augment, datasets, meta
+from .routes.deps import admit_work
 from .settings import Settings
 from .state import AppState
 from .store import DatasetStore
@@ -30,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         executor = ThreadPoolExecutor(settings.pool_threads, thread_name_prefix="augserve")
         store = DatasetStore(settings.data_dir, settings.data_root)
-        app.state.augserve = AppState(settings, executor, store, DecodedCache(settings.cache_bytes))
+        drain = Drain(settings.drain_seconds)
+        app.state.augserve = AppState(settings, executor, store, DecodedCache(settings.cache_bytes), drain)
+        _drain_on_sigterm(drain)
         try:
             yield
         finally:
@@ -40,6 +48,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http_errors.install(app)
     app.include_router(meta.router)
-    app.include_router(augment.router)
-    app.include_router(datasets.router)
+    for work in (augment.router, datasets.router):
+        app.include_router(work, dependencies=[Depends(admit_work)])
     return app
+
+
+def _drain_on_sigterm(drain: Drain) -> None:
+    """Put the drain in front of the server's own SIGTERM handling (uvicorn's, installed before the app
+    starts): the first SIGTERM drains, then hands over; a second one hands over at once."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        return  # not run by a server that handles signals (a test client, an embedding)
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if drain.started:
+            previous(signum, frame)
+            return
+        loop.call_soon_threadsafe(lambda: loop.create_task(drain.run(lambda: previous(signum, frame))))
+
+    signal.signal(signal.SIGTERM, handler)

@@ -44,7 +44,9 @@ def validation_error(error: ValidationError, code: ErrorCode, prefix: str) -> Se
 
 
 def _respond(error: ServiceError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.code.status)
+    retry_after = error.details.get("retry_after")
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(error.body(), status_code=error.code.status, headers=headers)
 
 
 async def _service_error(_: Request, error: Exception) -> JSONResponse:

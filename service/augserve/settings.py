@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(1024 * MiB, ge=0, description="decoded-image cache per process")
     inflight: int = Field(0, ge=0, le=256, description="work items computed ahead of the socket; 0 = 2 x threads")
     flush_bytes: int = Field(1 * MiB, gt=0, description="coalesce stream writes up to this many bytes")
+    drain_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=3600,
+        description="after SIGTERM, how long running streams may finish before they are ended (keep it under the "
+        "orchestrator's kill timeout: Kubernetes waits 30 s by default)",
+    )
 
     @model_validator(mode="after")
     def _file_fits_request(self) -> Settings:

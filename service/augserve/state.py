@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from augserve_client.protocol.wire import Buffer
 
 from .cache import DecodedCache
+from .draining import Drain
 from .engine import PipelineCache
 from .settings import Settings
 from .store import DatasetStore
@@ -27,6 +28,7 @@ class AppState:
     executor: ThreadPoolExecutor
     store: DatasetStore
     cache: DecodedCache
+    drain: Drain
     pipelines: PipelineCache = field(default_factory=PipelineCache)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
@@ -36,12 +38,15 @@ class AppState:
     def stream(
         self, jobs: Iterable[Job], trailer: Callable[[], list[Buffer]], on_error: Callable[[Exception], list[Buffer]]
     ) -> AsyncIterator[bytes | memoryview]:
-        """A response body computing ``jobs`` in the pool, within this process's window and write size."""
-        return stream_jobs(
+        """A response body computing ``jobs`` in the pool, within this process's window and write size, and
+        ended by the drain's deadline when the process shuts down."""
+        body = stream_jobs(
             jobs,
             self.executor,
             inflight=self.settings.items_in_flight,
             flush_bytes=self.settings.flush_bytes,
             trailer=trailer,
             on_error=on_error,
+            check=self.drain.check_stream,
         )
+        return self.drain.track(body)

@@ -45,8 +45,10 @@ async def stream_jobs(
     flush_bytes: int,
     trailer: Callable[[], list[Buffer]],
     on_error: Callable[[Exception], list[Buffer]],
+    check: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[bytes | memoryview]:
-    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``."""
+    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``. ``check()`` runs
+    before each job's result is awaited; what it raises ends the stream like a failed job."""
     loop = asyncio.get_running_loop()
     todo = iter(jobs)
     pending: deque[asyncio.Future[list[Buffer]]] = deque()
@@ -60,6 +62,7 @@ async def stream_jobs(
     try:
         refill()
         while pending:
+            check()
             if ready and not pending[0].done():
                 yield b"".join(ready)
                 ready, ready_bytes = [], 0

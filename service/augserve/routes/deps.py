@@ -14,3 +14,8 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+def admit_work(state: State) -> None:
+    """Every work route's gate: a draining process takes no new work (503 ``shutting_down``)."""
+    state.drain.refuse_new_work()

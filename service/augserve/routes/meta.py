@@ -14,17 +14,21 @@ router = APIRouter()
 
 
 @router.get("/healthz", tags=["health"])
-async def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
+@router.get("/livez", tags=["health"])
+async def livez() -> dict[str, str]:
+    """Liveness: the process answers (``/healthz`` is the same)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: 503 until start-up has built the pool and the store, so a balancer sends no work early."""
+    """Readiness: 503 until start-up has built the pool and the store, and again from the moment the process
+    starts draining (SIGTERM), so a balancer sends work only where it will be done."""
     state = getattr(request.app.state, "augserve", None)
     if state is None:
         return JSONResponse({"status": "starting"}, status_code=503)
+    if state.drain.started:
+        return JSONResponse({"status": "draining"}, status_code=503)
     return JSONResponse({"status": "ready", "threads": state.settings.pool_threads})
 
 

@@ -12,7 +12,7 @@ is stable; the client turns it back into one of these exceptions, so callers can
           +-- LimitExceededError   a size, pixel or count limit (413/422); ``limit`` names it
           +-- NotFoundError        an unknown dataset or resource (404)
           +-- ConflictError        the request conflicts with stored state (409)
-          +-- InternalServerError  the server failed (5xx); safe to retry
+          +-- InternalServerError  the server failed or is shutting down (5xx); safe to retry
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class ErrorCode(str, Enum):
     CONFLICT = "conflict"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"  # any other HTTP-level refusal; it travels with its own status
+    SHUTTING_DOWN = "shutting_down"  # the replica is draining: retry elsewhere, or here after Retry-After
     INTERNAL = "internal"
 
     @property
@@ -63,6 +64,7 @@ _STATUS = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.HTTP_ERROR: 400,
+    ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.INTERNAL: 500,
 }
 
