@@ -6,7 +6,6 @@ import asyncio
 import signal
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from types import FrameType
 
@@ -17,6 +16,7 @@ from . import http_errors
 from .body_limit import BodyLimit
 from .cache import DecodedCache
 from .draining import Drain
+from .fair_pool import FairPool
 from .routes import augment, datasets, meta
 from .routes.deps import admit_work
 from .settings import Settings
@@ -34,15 +34,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        executor = ThreadPoolExecutor(settings.pool_threads, thread_name_prefix="augserve")
+        pool = FairPool(settings.pool_threads)
         store = DatasetStore(settings.data_dir, settings.data_root)
         drain = Drain(settings.drain_seconds)
-        app.state.augserve = AppState(settings, executor, store, DecodedCache(settings.cache_bytes), drain)
+        app.state.augserve = AppState(settings, pool, store, DecodedCache(settings.cache_bytes), drain)
         _drain_on_sigterm(drain)
         try:
             yield
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
 
     app = FastAPI(title="augserve", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

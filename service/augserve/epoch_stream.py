@@ -15,7 +15,7 @@ the event loop: a copy of every batch. With one, the pixels go from the batch ar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
@@ -113,12 +113,13 @@ class EpochStream:
     cache: dict[str, int]  # the decoded cache's statistics when the stream started
 
 
-def open_epoch(state: AppState, manifest: Manifest, request: EpochRequest) -> EpochStream:
+def open_epoch(state: AppState, owner: Hashable, manifest: Manifest, request: EpochRequest) -> EpochStream:
     """Plan ``request`` (refusing what cannot be served) and start computing its batches in the pool.
 
     Planning is O(dataset) (the epoch's order), so it runs in the pool too, never on the event loop."""
     planned = plan(state, manifest, request)
     body = state.stream(
+        owner,
         jobs(state, manifest, request, planned),
         trailer=lambda: end_frame(len(planned.batches)),
         on_error=partial(error_frame, room=planned.error_room()),

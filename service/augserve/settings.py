@@ -36,6 +36,9 @@ class Settings(BaseSettings):
 
     cache_bytes: int = Field(1024 * MiB, ge=0, description="decoded-image cache per process")
     inflight: int = Field(0, ge=0, le=256, description="work items computed ahead of the socket; 0 = 2 x threads")
+    ahead_bytes: int = Field(
+        64 * MiB, gt=0, description="results computed ahead of a stream's socket, at most (and at least one job's)"
+    )
     flush_bytes: int = Field(1 * MiB, gt=0, description="coalesce stream writes up to this many bytes")
     drain_seconds: float = Field(
         20.0,

@@ -1,13 +1,16 @@
 """What a running app holds: settings, the compute pool, the dataset store and the caches; one per process.
 
-Plain Python: routes reach it through the FastAPI dependency in :mod:`augserve.routes.deps`."""
+Two places run work off the event loop: :meth:`AppState.compute` (decoding, augmenting, planning: the fair
+pool, in turns per owner) and :meth:`AppState.io` (small metadata reads and writes: Python's default thread
+pool), so listing datasets never waits behind someone's epoch. Plain Python: routes reach it through the
+FastAPI dependency in :mod:`augserve.routes.deps`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from augserve_client.protocol.wire import Buffer
@@ -15,6 +18,7 @@ from augserve_client.protocol.wire import Buffer
 from .cache import DecodedCache
 from .draining import Drain
 from .engine import PipelineCache
+from .fair_pool import FairPool
 from .settings import Settings
 from .store import DatasetStore
 from .streaming import Job, stream_jobs
@@ -25,25 +29,34 @@ T = TypeVar("T")
 @dataclass
 class AppState:
     settings: Settings
-    executor: ThreadPoolExecutor
+    pool: FairPool
     store: DatasetStore
     cache: DecodedCache
     drain: Drain
     pipelines: PipelineCache = field(default_factory=PipelineCache)
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(*args)`` in the compute pool: CPU work and file I/O never run on the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+    async def compute(self, owner: Hashable, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in the compute pool, in ``owner``'s turn (one request or stream: see FairPool)."""
+        return await asyncio.wrap_future(self.pool.submit(owner, partial(function, *args)))
+
+    async def io(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)``, a small read or write of the store, off the event loop and off the compute pool."""
+        return await asyncio.to_thread(function, *args)
 
     def stream(
-        self, jobs: Iterable[Job], trailer: Callable[[], list[Buffer]], on_error: Callable[[Exception], list[Buffer]]
+        self,
+        owner: Hashable,
+        jobs: Iterable[Job],
+        trailer: Callable[[], list[Buffer]],
+        on_error: Callable[[Exception], list[Buffer]],
     ) -> AsyncIterator[bytes | memoryview]:
-        """A response body computing ``jobs`` in the pool, within this process's window and write size, and
-        ended by the drain's deadline when the process shuts down."""
+        """A response body computing ``jobs`` in ``owner``'s turns of the pool, within this process's window and
+        write size, and ended by the drain's deadline when the process shuts down."""
         body = stream_jobs(
             jobs,
-            self.executor,
+            partial(self.pool.submit, owner),
             inflight=self.settings.items_in_flight,
+            ahead_bytes=self.settings.ahead_bytes,
             flush_bytes=self.settings.flush_bytes,
             trailer=trailer,
             on_error=on_error,

@@ -1,8 +1,9 @@
 """Streaming CPU work to a socket: compute ahead in a bounded pool, send in order, coalesce small writes.
 
 Every streamed response (variant tars, epoch batches) goes through :func:`stream_jobs`. Jobs run in the
-process's thread pool, never on the event loop. At most ``inflight`` jobs are computed ahead of the socket,
-so a slow reader applies backpressure instead of making the server hold a whole epoch in memory. Small results
+process's compute pool, never on the event loop. At most ``inflight`` jobs, and about ``ahead_bytes`` of
+results, are computed ahead of the socket, so a slow reader (or one that never reads) applies backpressure
+instead of making the server hold a whole epoch, or a few huge variants, in memory. Small results
 are joined into writes of up to ``flush_bytes`` (thousands of tiny sends are slow), but whatever is ready is
 sent as soon as the next result is not, so the first variant reaches the client before the last is computed.
 A buffer of ``flush_bytes`` or more (an epoch batch's pixels) is passed on as it is: joining it would copy
@@ -22,7 +23,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import Executor
+from concurrent.futures import Future
 
 from augserve_client.protocol.wire import Buffer
 
@@ -39,25 +40,30 @@ class StreamBroken(Exception):
 
 async def stream_jobs(
     jobs: Iterable[Job],
-    executor: Executor,
+    submit: Callable[[Job], Future[list[Buffer]]],
     *,
     inflight: int,
+    ahead_bytes: int,
     flush_bytes: int,
     trailer: Callable[[], list[Buffer]],
     on_error: Callable[[Exception], list[Buffer]],
     check: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[bytes | memoryview]:
-    """Run ``jobs`` in ``executor`` and yield their buffers in order, then ``trailer()``. ``check()`` runs
-    before each job's result is awaited; what it raises ends the stream like a failed job."""
-    loop = asyncio.get_running_loop()
+    """Run ``jobs`` through ``submit`` and yield their buffers in order, then ``trailer()``. ``check()`` runs
+    before each job's result is awaited; what it raises ends the stream like a failed job.
+
+    The window is ``inflight`` jobs, fewer when the largest result so far says that many would hold more than
+    ``ahead_bytes`` (never fewer than one)."""
     todo = iter(jobs)
     pending: deque[asyncio.Future[list[Buffer]]] = deque()
     ready: list[Buffer] = []
     ready_bytes = 0
+    largest = 0  # bytes of the largest job result so far
 
     def refill() -> None:
-        while len(pending) < inflight and (job := next(todo, None)) is not None:
-            pending.append(loop.run_in_executor(executor, job))
+        window = max(1, min(inflight, ahead_bytes // largest)) if largest else inflight
+        while len(pending) < window and (job := next(todo, None)) is not None:
+            pending.append(asyncio.wrap_future(submit(job)))
 
     try:
         refill()
@@ -67,6 +73,7 @@ async def stream_jobs(
                 yield b"".join(ready)
                 ready, ready_bytes = [], 0
             parts = await pending.popleft()
+            largest = max(largest, sum(len(part) for part in parts))
             refill()
             for part in parts:
                 if len(part) < flush_bytes:

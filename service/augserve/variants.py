@@ -8,13 +8,14 @@ file fails the request with its own error instead of breaking the stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 from augserve_client.protocol.seeds import derive_seed, fresh_seed
-from augserve_client.protocol.spec import Spec
+from augserve_client.protocol.spec import Crop, Spec
 from augserve_client.protocol.wire import END_OF_ARCHIVE, ERROR_MEMBER, Buffer, json_bytes, member_stem, tar_member
 
 from . import codecs
@@ -26,8 +27,12 @@ from .state import AppState
 # Variants per job. One job per variant made the event loop wake, await and write once per variant; grouping a
 # few (while leaving every thread 4 jobs) costs less server CPU per variant (figures: docs/architecture.md).
 # A failure mid-stream already drops results computed but not yet flushed, so grouping changes nothing a caller
-# can rely on: the error member still follows the variants that were sent.
+# can rely on: the error member still follows the variants that were sent. A job also stops at JOB_PIXELS
+# (pixels in plus pixels out, summed over its variants), so that a turn in the fair pool stays short and a
+# request for huge variants holds a few of them at a time, not eight.
 GROUP_VARIANTS = 8
+JOB_PIXELS = 4_000_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,8 @@ class VariantStream:
 async def augment(state: AppState, request: AugmentRequest) -> VariantStream:
     """Decode every upload, then stream ``request.variants`` variants of each as a WebDataset-style tar."""
     seed = fresh_seed() if request.seed is None else request.seed
-    images = await _decode_all(state, request.spec, request.files)
+    owner = object()  # this request's turn in the pool, for its decoding and its variants
+    images = await _decode_all(state, owner, request.spec, request.files)
     items = [
         (index, name, image, variant)
         for index, ((name, _), image) in enumerate(zip(request.files, images, strict=True))
@@ -60,12 +66,36 @@ async def augment(state: AppState, request: AugmentRequest) -> VariantStream:
     ]
     size = max(1, min(GROUP_VARIANTS, len(items) // (4 * state.settings.pool_threads)))
     spec = request.spec
-    jobs = (partial(_variants, state, spec, seed, items[start : start + size]) for start in range(0, len(items), size))
-    body = state.stream(jobs, trailer=lambda: [END_OF_ARCHIVE], on_error=_error_member)
+    groups = _groups(items, size, lambda item: _pixels(spec, item[2]))
+    jobs = (partial(_variants, state, spec, seed, group) for group in groups)
+    body = state.stream(owner, jobs, trailer=lambda: [END_OF_ARCHIVE], on_error=_error_member)
     return VariantStream(body, seed, len(items))
 
 
-async def _decode_all(state: AppState, spec: Spec, files: list[tuple[str, bytes]]) -> list[np.ndarray]:
+def _pixels(spec: Spec, image: np.ndarray) -> int:
+    """What making one variant of ``image`` costs, in pixels read and written (the output's at most)."""
+    height, width = image.shape[:2]
+    sizes = [spec.output.size] if spec.output.size else [op.size for op in spec.ops if isinstance(op, Crop)]
+    return height * width + max([height * width, *(h * w for h, w in sizes)])
+
+
+def _groups(items: list[T], size: int, cost: Callable[[T], int]) -> Iterator[list[T]]:
+    """``items`` in order, in groups of at most ``size`` whose costs add up to at most JOB_PIXELS (or one)."""
+    group: list[T] = []
+    total = 0
+    for item in items:
+        if group and (len(group) == size or total + cost(item) > JOB_PIXELS):
+            yield group
+            group, total = [], 0
+        group.append(item)
+        total += cost(item)
+    if group:
+        yield group
+
+
+async def _decode_all(
+    state: AppState, owner: Hashable, spec: Spec, files: list[tuple[str, bytes]]
+) -> list[np.ndarray]:
     """Decode every upload in the pool, off the event loop; any bad file fails the request before streaming."""
 
     def decode_checked(name: str, data: bytes) -> np.ndarray:
@@ -73,7 +103,7 @@ async def _decode_all(state: AppState, spec: Spec, files: list[tuple[str, bytes]
         check_fits(spec, image.shape[0], image.shape[1], name)
         return image
 
-    return list(await asyncio.gather(*(state.run(decode_checked, n, d) for n, d in files)))
+    return list(await asyncio.gather(*(state.compute(owner, decode_checked, n, d) for n, d in files)))
 
 
 def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str, np.ndarray, int]]) -> list[Buffer]:

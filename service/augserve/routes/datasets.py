@@ -22,7 +22,7 @@ router = APIRouter(tags=["datasets"])
 @router.post("/v1/blobs/missing")
 async def missing_blobs(body: HashList, state: State) -> dict[str, list[str]]:
     """Which of these SHA-256 hashes the server lacks: upload only those."""
-    return {"missing": await state.run(state.store.missing, body.hashes)}
+    return {"missing": await state.io(state.store.missing, body.hashes)}
 
 
 @router.post(
@@ -46,32 +46,34 @@ async def upload_blobs(request: Request, state: State) -> dict[str, list[dict[st
     settings = state.settings
     form = await read_form(request, settings.max_upload_files, field="files", limit="max_upload_files")
     files = await read_files(form, "files", settings, settings.max_upload_files, "max_upload_files")
-    return {"blobs": list(await asyncio.gather(*(state.run(registration.store_blob, state, *file) for file in files)))}
+    owner = object()  # this request's turn in the pool
+    stored = await asyncio.gather(*(state.compute(owner, registration.store_blob, state, *file) for file in files))
+    return {"blobs": list(stored)}
 
 
 @router.post("/v1/datasets", status_code=201)
 async def create_dataset(body: CreateDataset, state: State, response: Response) -> dict[str, Any]:
     """Register a dataset: 201 when new, 200 when the same name already holds the same content, 409 otherwise."""
-    stored, created = await state.run(registration.register, state, body)
+    stored, created = await state.compute(object(), registration.register, state, body)
     response.status_code = 201 if created else 200
     return stored.summary()
 
 
 @router.get("/v1/datasets")
 async def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
-    return {"datasets": [manifest.summary() for manifest in await state.run(state.store.list)]}
+    return {"datasets": [manifest.summary() for manifest in await state.io(state.store.list)]}
 
 
 @router.get("/v1/datasets/{name}")
 async def describe_dataset(name: str, state: State) -> dict[str, Any]:
     """Count, classes and bytes of the dataset, and this process's decoded-image cache statistics."""
-    manifest = await state.run(state.store.get, name)
+    manifest = await state.io(state.store.get, name)
     return {**manifest.summary(), "cache": state.cache.stats()}
 
 
 @router.delete("/v1/datasets/{name}", status_code=204)
 async def delete_dataset(name: str, state: State) -> Response:
-    await state.run(state.store.delete, name)
+    await state.io(state.store.delete, name)
     return Response(status_code=204)
 
 
@@ -83,8 +85,9 @@ async def delete_dataset(name: str, state: State) -> Response:
 async def stream_epoch(name: str, body: EpochRequest, state: State) -> StreamingResponse:
     """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say its length, how many
     batches the shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
-    manifest = await state.run(state.store.get, name)
-    stream = await state.run(epoch_stream.open_epoch, state, manifest, body)
+    manifest = await state.io(state.store.get, name)
+    owner = object()  # this stream's turn in the pool, for its plan and its batches
+    stream = await state.compute(owner, epoch_stream.open_epoch, state, owner, manifest, body)
     plan, cache = stream.plan, stream.cache
     headers = {
         "Content-Length": str(plan.content_length()),

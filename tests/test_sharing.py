@@ -1,0 +1,119 @@
+"""One server, several clients: a stalled reader holds bounded memory, a client that leaves stops costing CPU,
+and a heavy request does not starve a light one or the metadata routes. A real server, its memory and CPU
+read from the process (psutil)."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from augserve.devserver import ServerProcess
+from augserve_client import Client
+from conftest import encode
+
+pytestmark = pytest.mark.slow
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, psutil.Process]]:
+    server = ServerProcess(tmp_path_factory.mktemp("shared") / "data", threads=2).start()
+    assert server.process is not None
+    yield server, psutil.Process(server.process.pid)
+    server.stop()
+
+
+def multipart(files: list[tuple[str, bytes]], fields: dict[str, str]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = io.BytesIO()
+    for name, value in fields.items():
+        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for filename, data in files:
+        body.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        body.write(data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def open_augment(server: ServerProcess, spec: dict, variants: int) -> tuple[http.client.HTTPConnection, int]:
+    """Send a /v1/augment of one 1x1 image and read only the status: the body is left unread."""
+    body, content_type = multipart(
+        [("dot.png", encode(np.full((1, 1, 3), 7, np.uint8), "PNG"))],
+        {"spec": json.dumps(spec), "variants": str(variants), "seed": "1"},
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("POST", "/v1/augment", body, {"Content-Type": content_type})
+    return connection, connection.getresponse().status
+
+
+HUGE = {"output": {"size": [4000, 4000], "format": "npy"}}  # 48 MB per variant
+
+
+def test_a_reader_that_never_reads_holds_bounded_memory(shared: tuple[ServerProcess, psutil.Process]) -> None:
+    """64 variants of 48 MB, never read: the server computes a few ahead, not all 3 GB."""
+    server, process = shared
+    before = process.memory_info().rss
+    connection, status = open_augment(server, HUGE, variants=64)
+    try:
+        assert status == 200
+        peak = before
+        for _ in range(30):
+            time.sleep(0.1)
+            peak = max(peak, process.memory_info().rss)
+        assert peak - before < 400 * MiB, f"{(peak - before) / MiB:.0f} MiB computed ahead of a stalled reader"
+    finally:
+        connection.close()
+
+
+def test_a_client_that_leaves_stops_costing_cpu(shared: tuple[ServerProcess, psutil.Process]) -> None:
+    server, process = shared
+    connection, status = open_augment(server, HUGE, variants=64)
+    assert status == 200
+    connection.close()
+    time.sleep(1.0)  # what was running when the client left may finish
+    spent = sum(process.cpu_times()[:2])
+    time.sleep(2.0)
+    assert sum(process.cpu_times()[:2]) - spent < 0.5  # nothing more is computed for nobody
+
+
+def test_a_heavy_request_does_not_starve_a_light_one_or_the_metadata(
+    shared: tuple[ServerProcess, psutil.Process], photos: list[np.ndarray], tmp_path: Path
+) -> None:
+    """A heavy stream read as fast as it comes keeps the pool busy; a light request and a listing, sent after it
+    started, are both answered before it ends."""
+    server, _ = shared
+    heavy_spec = {"ops": [{"op": "rotate", "angle": [-30, 30], "p": 1, "interpolation": "lanczos"}]}
+    big = np.tile(photos[0], (3, 3, 1))[:1200, :1600]  # 1.9 MP
+    heavy_done = threading.Event()
+
+    def heavy() -> None:
+        with Client(server.url, timeout=120) as client:
+            for _ in client.augment([big] * 2, {**heavy_spec, "output": {"format": "npy"}}, variants=16, seed=3):
+                pass
+        heavy_done.set()
+
+    thread = threading.Thread(target=heavy)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        assert not heavy_done.is_set()
+        with Client(server.url, timeout=120) as client:
+            light = list(client.augment([np.zeros((8, 8, 3), np.uint8)], {"ops": [{"op": "reflect"}]}, variants=2))
+            listing = httpx.get(f"{server.url}/v1/datasets", timeout=120)
+        assert len(light) == 2 and listing.status_code == 200
+        assert not heavy_done.is_set(), "the heavy request ended first: the test proved nothing"
+    finally:
+        thread.join(300)
