@@ -92,6 +92,8 @@ def test_every_error_code_maps_to_its_exception_and_status() -> None:
         "method_not_allowed": (405, InvalidRequestError),
         "http_error": (400, InvalidRequestError),
         "shutting_down": (503, InternalServerError),
+        "server_busy": (503, InternalServerError),
+        "client_closed": (499, InvalidRequestError),
         "internal": (500, InternalServerError),
     }
     assert {code.value for code in ErrorCode} == set(expected)

@@ -117,3 +117,100 @@ def test_a_heavy_request_does_not_starve_a_light_one_or_the_metadata(
         assert not heavy_done.is_set(), "the heavy request ended first: the test proved nothing"
     finally:
         thread.join(300)
+
+
+ZERO_PNG = encode(np.zeros((5000, 5000, 3), np.uint8), "PNG")  # 73 KB on the wire, 75 MB decoded
+SMALL_OUT = {"output": {"size": [8, 8], "format": "npy"}}
+
+
+def send_augment(server: ServerProcess, count: int, spec: dict, variants: int = 1) -> http.client.HTTPConnection:
+    """Send a /v1/augment of ``count`` zero 5000x5000 PNGs; the answer is left to the caller."""
+    body, content_type = multipart(
+        [(f"zero{index}.png", ZERO_PNG) for index in range(count)],
+        {"spec": json.dumps(spec), "variants": str(variants), "seed": "1"},
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.request("POST", "/v1/augment", body, {"Content-Type": content_type})
+    return connection
+
+
+def test_a_client_that_leaves_while_its_images_decode_stops_the_decoding(
+    shared: tuple[ServerProcess, psutil.Process],
+) -> None:
+    """Eight images that take about a core-second each to decode: the client leaves at once."""
+    server, process = shared
+    send_augment(server, 8, SMALL_OUT).close()
+    time.sleep(3.0)  # the server notices within a poll; the two decodes already running may finish
+    spent = sum(process.cpu_times()[:2])
+    time.sleep(2.0)
+    assert sum(process.cpu_times()[:2]) - spent < 0.5
+
+
+@pytest.fixture(scope="module")
+def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, psutil.Process]]:
+    """A server whose decoded uploads may take 400 MB at once, 300 MB per request, after waiting 3 s."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("budgeted") / "data",
+        threads=2,
+        memory_budget_bytes=400_000_000,
+        max_request_decoded_bytes=300_000_000,
+        budget_wait_seconds=3,
+    ).start()
+    assert server.process is not None
+    yield server, psutil.Process(server.process.pid)
+    server.stop()
+
+
+def test_a_request_that_would_decode_past_its_limit_is_refused_up_front(
+    budgeted: tuple[ServerProcess, psutil.Process],
+) -> None:
+    connection = send_augment(budgeted[0], 5, SMALL_OUT)  # 375 MB decoded
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 413 and body["code"] == "request_too_large"
+    assert body["limit"] == "max_request_decoded_bytes" and body["limit_value"] == 300_000_000
+
+
+def test_concurrent_decompression_bombs_stay_within_the_memory_budget(
+    budgeted: tuple[ServerProcess, psutil.Process],
+) -> None:
+    """Eight requests of 150 MB decoded at once would take 1.2 GB; the budget lets two in at a time."""
+    server, process = budgeted
+    before, peak, answers = process.memory_info().rss, process.memory_info().rss, []
+
+    def one() -> None:
+        connection = send_augment(server, 2, SMALL_OUT)
+        response = connection.getresponse()
+        answers.append((response.status, response.read()))
+        connection.close()
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        peak = max(peak, process.memory_info().rss)
+        time.sleep(0.05)
+    # Margin: each of the 2 pool threads holds Pillow's copy of the image it is decoding (75 MB), plus slack.
+    assert peak - before < 400_000_000 + 300_000_000, f"{(peak - before) / MiB:.0f} MiB"
+    statuses = {status for status, _ in answers}
+    assert 200 in statuses and statuses <= {200, 503}
+    for status, body in answers:
+        assert status == 200 or json.loads(body)["code"] == "server_busy"
+
+
+def test_a_request_that_cannot_get_the_budget_in_time_is_told_to_retry(
+    budgeted: tuple[ServerProcess, psutil.Process],
+) -> None:
+    server, _ = budgeted
+    stalled = send_augment(server, 4, {"output": {"size": [512, 512], "format": "npy"}}, variants=64)
+    try:
+        assert stalled.getresponse().status == 200  # 300 MB held while its 200 MB of variants go unread
+        waiting = send_augment(server, 2, SMALL_OUT)
+        response = waiting.getresponse()
+        body = json.loads(response.read())
+        waiting.close()
+        assert response.status == 503 and body["code"] == "server_busy"
+        assert response.getheader("Retry-After") == "2" and body["limit"] == "memory_budget_bytes"
+    finally:
+        stalled.close()

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 
 from . import http_errors
 from .body_limit import BodyLimit
+from .budget import MemoryBudget
 from .cache import DecodedCache
 from .draining import Drain
 from .fair_pool import FairPool
@@ -37,7 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = FairPool(settings.pool_threads)
         store = DatasetStore(settings.data_dir, settings.data_root)
         drain = Drain(settings.drain_seconds)
-        app.state.augserve = AppState(settings, pool, store, DecodedCache(settings.cache_bytes), drain)
+        budget = MemoryBudget(
+            settings.memory_budget_bytes, settings.max_request_decoded_bytes, settings.budget_wait_seconds
+        )
+        app.state.augserve = AppState(settings, pool, store, DecodedCache(settings.cache_bytes), drain, budget)
         _drain_on_sigterm(drain)
         try:
             yield

@@ -36,23 +36,35 @@ Image.MAX_IMAGE_PIXELS = None
 
 def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """Decode an upload to a contiguous HxWx3 uint8 RGB array, or raise a ServiceError naming ``name``."""
-    if not data:
-        raise ServiceError(ErrorCode.EMPTY_FILE, f"{name} is empty (0 bytes)", file=name)
+    _not_empty(data, name)
     if data.startswith(NPY_MAGIC):
         return _decode_npy(data, name, max_pixels)
     with _opened(data, name, max_pixels, "decoded") as image:
         image.load()
-        return _to_rgb(ImageOps.exif_transpose(image), name)
+        ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies every image, rotated or not
+        return _to_rgb(image, name)
 
 
 def image_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
     """(height, width) from the header alone; cheap enough to run on every file of a dataset."""
+    _not_empty(data, name)
     if data.startswith(NPY_MAGIC):
         return _npy_checked_shape(data, name, max_pixels)[:2]
     with _opened(data, name, max_pixels, "read") as image:
         width, height = image.size
         orientation = image.getexif().get(0x0112, 1)
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def decoded_bytes(data: bytes, name: str, max_pixels: int) -> int:
+    """The bytes of the RGB array :func:`decode` would return, from the header alone."""
+    height, width = image_size(data, name, max_pixels)
+    return height * width * 3
+
+
+def _not_empty(data: bytes, name: str) -> None:
+    if not data:
+        raise ServiceError(ErrorCode.EMPTY_FILE, f"{name} is empty (0 bytes)", file=name)
 
 
 @contextmanager
@@ -92,7 +104,7 @@ def _to_rgb(image: Image.Image, name: str) -> np.ndarray:
         with warnings.catch_warnings():  # Pillow warns about palette transparency it is about to drop
             warnings.simplefilter("ignore")
             image = image.convert("RGB")
-    return np.asarray(image).copy()
+    return np.asarray(image)  # read-only, over the one copy Pillow hands out: no second one
 
 
 def _npy_checked_shape(data: bytes, name: str, max_pixels: int) -> tuple[int, ...]:

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(1024, gt=0, description="samples in one streamed batch")
     max_upload_files: int = Field(1000, gt=0, description="files in one dataset upload request")
 
+    max_request_decoded_bytes: int = Field(
+        1024 * MiB, gt=0, description="bytes the images of one /v1/augment request may decode to (413 beyond)"
+    )
+    memory_budget_bytes: int = Field(
+        2048 * MiB, gt=0, description="bytes of decoded uploads all requests of a process may hold at once"
+    )
+    budget_wait_seconds: float = Field(
+        30.0, ge=0, le=600, description="how long a request waits for the memory budget before a 503"
+    )
     cache_bytes: int = Field(1024 * MiB, ge=0, description="decoded-image cache per process")
     inflight: int = Field(0, ge=0, le=256, description="work items computed ahead of the socket; 0 = 2 x threads")
     ahead_bytes: int = Field(
@@ -49,9 +58,11 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _file_fits_request(self) -> Settings:
+    def _limits_nest(self) -> Settings:
         if self.max_file_bytes > self.max_request_bytes:
             raise ValueError("max_file_bytes cannot exceed max_request_bytes")
+        if self.max_request_decoded_bytes > self.memory_budget_bytes:
+            raise ValueError("max_request_decoded_bytes cannot exceed memory_budget_bytes")
         return self
 
     @property

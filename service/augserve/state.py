@@ -8,22 +8,28 @@ FastAPI dependency in :mod:`augserve.routes.deps`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from asyncio import FIRST_EXCEPTION
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.wire import Buffer
 
+from .budget import MemoryBudget
 from .cache import DecodedCache
 from .draining import Drain
 from .engine import PipelineCache
+from .errors import ServiceError
 from .fair_pool import FairPool
 from .settings import Settings
 from .store import DatasetStore
 from .streaming import Job, stream_jobs
 
 T = TypeVar("T")
+Disconnected = Callable[[], Awaitable[bool]]
+POLL_SECONDS = 0.25  # how often work done for a request checks that its client is still there
 
 
 @dataclass
@@ -33,11 +39,31 @@ class AppState:
     store: DatasetStore
     cache: DecodedCache
     drain: Drain
+    budget: MemoryBudget
     pipelines: PipelineCache = field(default_factory=PipelineCache)
 
     async def compute(self, owner: Hashable, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in the compute pool, in ``owner``'s turn (one request or stream: see FairPool)."""
         return await asyncio.wrap_future(self.pool.submit(owner, partial(function, *args)))
+
+    async def compute_all(
+        self, owner: Hashable, calls: list[Callable[[], T]], disconnected: Disconnected | None = None
+    ) -> list[T]:
+        """Every call in ``owner``'s turns of the pool, results in order. The first failure, or the client
+        leaving (``disconnected()``, polled while they run), cancels every call not yet started."""
+        futures = [asyncio.wrap_future(self.pool.submit(owner, call)) for call in calls]
+        try:
+            pending: set[asyncio.Future[T]] = set(futures)
+            while pending:
+                done, pending = await asyncio.wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # raises the failure
+                if pending and disconnected is not None and await disconnected():
+                    raise ServiceError(ErrorCode.CLIENT_CLOSED, "the client left before its work was done")
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
 
     async def io(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)``, a small read or write of the store, off the event loop and off the compute pool."""

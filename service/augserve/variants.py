@@ -7,7 +7,6 @@ file fails the request with its own error instead of breaking the stream.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -22,7 +21,7 @@ from . import codecs
 from .engine import Pipeline
 from .errors import stream_error_body
 from .preflight import check_fits
-from .state import AppState
+from .state import AppState, Disconnected
 
 # Variants per job. One job per variant made the event loop wake, await and write once per variant; grouping a
 # few (while leaving every thread 4 jobs) costs less server CPU per variant (figures: docs/architecture.md).
@@ -54,11 +53,28 @@ class VariantStream:
     count: int
 
 
-async def augment(state: AppState, request: AugmentRequest) -> VariantStream:
-    """Decode every upload, then stream ``request.variants`` variants of each as a WebDataset-style tar."""
+async def augment(state: AppState, request: AugmentRequest, disconnected: Disconnected) -> VariantStream:
+    """Decode every upload, then stream ``request.variants`` variants of each as a WebDataset-style tar.
+
+    The decoded images are held until the stream ends: their bytes come out of the process's memory budget
+    first (:mod:`augserve.budget`), and decoding stops if the client leaves."""
     seed = fresh_seed() if request.seed is None else request.seed
     owner = object()  # this request's turn in the pool, for its decoding and its variants
-    images = await _decode_all(state, owner, request.spec, request.files)
+    max_pixels = state.settings.max_pixels
+    sizes = await state.compute(owner, lambda: [codecs.decoded_bytes(d, n, max_pixels) for n, d in request.files])
+    await state.budget.take(sum(sizes))
+    try:
+        body = await _stream(state, owner, request, seed, disconnected)
+    except BaseException:
+        await state.budget.give_back(sum(sizes))
+        raise
+    return VariantStream(state.budget.held_for(sum(sizes), body), seed, len(request.files) * request.variants)
+
+
+async def _stream(
+    state: AppState, owner: Hashable, request: AugmentRequest, seed: int, disconnected: Disconnected
+) -> AsyncIterator[bytes | memoryview]:
+    images = await _decode_all(state, owner, request.spec, request.files, disconnected)
     items = [
         (index, name, image, variant)
         for index, ((name, _), image) in enumerate(zip(request.files, images, strict=True))
@@ -68,8 +84,7 @@ async def augment(state: AppState, request: AugmentRequest) -> VariantStream:
     spec = request.spec
     groups = _groups(items, size, lambda item: _pixels(spec, item[2]))
     jobs = (partial(_variants, state, spec, seed, group) for group in groups)
-    body = state.stream(owner, jobs, trailer=lambda: [END_OF_ARCHIVE], on_error=_error_member)
-    return VariantStream(body, seed, len(items))
+    return state.stream(owner, jobs, trailer=lambda: [END_OF_ARCHIVE], on_error=_error_member)
 
 
 def _pixels(spec: Spec, image: np.ndarray) -> int:
@@ -94,7 +109,7 @@ def _groups(items: list[T], size: int, cost: Callable[[T], int]) -> Iterator[lis
 
 
 async def _decode_all(
-    state: AppState, owner: Hashable, spec: Spec, files: list[tuple[str, bytes]]
+    state: AppState, owner: Hashable, spec: Spec, files: list[tuple[str, bytes]], disconnected: Disconnected
 ) -> list[np.ndarray]:
     """Decode every upload in the pool, off the event loop; any bad file fails the request before streaming."""
 
@@ -103,7 +118,7 @@ async def _decode_all(
         check_fits(spec, image.shape[0], image.shape[1], name)
         return image
 
-    return list(await asyncio.gather(*(state.compute(owner, decode_checked, n, d) for n, d in files)))
+    return await state.compute_all(owner, [partial(decode_checked, n, d) for n, d in files], disconnected)
 
 
 def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str, np.ndarray, int]]) -> list[Buffer]:
@@ -118,6 +133,15 @@ def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str
 def _variant(
     pipeline: Pipeline, spec: Spec, seed: int, index: int, name: str, image: np.ndarray, variant: int
 ) -> list[Buffer]:
+    files = variant_files(pipeline, spec, seed, index, name, image, variant)
+    return [part for member, data in files for part in tar_member(member, data)]
+
+
+def variant_files(
+    pipeline: Pipeline, spec: Spec, seed: int, index: int, name: str, image: np.ndarray, variant: int
+) -> list[tuple[str, list[Buffer]]]:
+    """Variant ``variant`` of image ``index`` as its two files, (name, buffers): the encoded image, then its JSON
+    metadata. They are this service's tar members, and what ``augserve augment`` writes without a server."""
     variant_seed = derive_seed(seed, index, variant)
     result = pipeline(image, variant_seed)
     output = spec.output
@@ -135,8 +159,8 @@ def _variant(
     }
     encoded = codecs.encode(result.image, output.format, output.quality)
     return [
-        *tar_member(f"{stem}.{codecs.EXTENSIONS[output.format]}", encoded),
-        *tar_member(f"{stem}.json", [json_bytes(meta)]),
+        (f"{stem}.{codecs.EXTENSIONS[output.format]}", encoded),
+        (f"{stem}.json", [json_bytes(meta)]),
     ]
 
 

@@ -49,6 +49,6 @@ async def augment(request: Request, state: State) -> StreamingResponse:
     The seed is ``seed`` or a fresh one; it is returned in ``X-Augserve-Seed`` and in every variant's
     metadata, and variant (i, v) uses ``derive_seed(seed, i, v)``, so any call or variant can be replayed.
     """
-    stream = await variants.augment(state, await read_augment_form(request, state.settings))
+    stream = await variants.augment(state, await read_augment_form(request, state.settings), request.is_disconnected)
     headers = {"X-Augserve-Seed": str(stream.seed), "X-Augserve-Count": str(stream.count)}
     return CutOnFailureResponse(stream.body, media_type=MEDIA_TYPE_TAR, headers=headers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import Any
 
 from augserve_client.protocol.datasets import CreateDataset, HashList
@@ -46,9 +46,8 @@ async def upload_blobs(request: Request, state: State) -> dict[str, list[dict[st
     settings = state.settings
     form = await read_form(request, settings.max_upload_files, field="files", limit="max_upload_files")
     files = await read_files(form, "files", settings, settings.max_upload_files, "max_upload_files")
-    owner = object()  # this request's turn in the pool
-    stored = await asyncio.gather(*(state.compute(owner, registration.store_blob, state, *file) for file in files))
-    return {"blobs": list(stored)}
+    calls = [partial(registration.store_blob, state, *file) for file in files]
+    return {"blobs": await state.compute_all(object(), calls, request.is_disconnected)}
 
 
 @router.post("/v1/datasets", status_code=201)

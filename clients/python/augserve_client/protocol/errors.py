@@ -45,6 +45,8 @@ class ErrorCode(str, Enum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"  # any other HTTP-level refusal; it travels with its own status
     SHUTTING_DOWN = "shutting_down"  # the replica is draining: retry elsewhere, or here after Retry-After
+    SERVER_BUSY = "server_busy"  # a budget is in use by other requests: retry after Retry-After
+    CLIENT_CLOSED = "client_closed"  # the client left before its answer (logged; nobody reads it)
     INTERNAL = "internal"
 
     @property
@@ -65,6 +67,8 @@ _STATUS = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.HTTP_ERROR: 400,
     ErrorCode.SHUTTING_DOWN: 503,
+    ErrorCode.SERVER_BUSY: 503,
+    ErrorCode.CLIENT_CLOSED: 499,
     ErrorCode.INTERNAL: 500,
 }
 
