@@ -2,8 +2,11 @@
 
 Use it with ``DataLoader(dataset, batch_size=None, num_workers=N)``: the server already batches. Every
 DataLoader worker of every DDP rank streams its own shard (``shard_index = rank * workers + worker``), so each
-sample is delivered exactly once per epoch however the job is split. Topology is read lazily in ``__iter__``
-(the dataset is pickled into the workers; nothing is known in ``__init__``).
+sample is delivered exactly once per epoch however the job is split. The rank is resolved when iteration starts,
+not in ``__init__`` (the process group may be initialised later). Workers started by spawn or forkserver do not
+inherit the process group: on their own they would each take themselves for rank 0 of 1 and deliver every sample
+once per rank, with no error. So the topology the trainer knows when DataLoader pickles the dataset into its
+workers travels with it, and a topology nobody can know raises rather than being guessed.
 
 ``state_dict()`` / ``load_state_dict()`` follow torchdata's ``StatefulDataLoader`` convention: the state says
 which epoch and how many batches of each shard were delivered, and a new dataset object loaded with it resumes
@@ -13,6 +16,7 @@ with the next batch. ``StatefulDataLoader`` collects it from every worker; witho
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,8 @@ class AugmentedDataset(IterableDataset):
     ``dataset``: the name of a dataset registered on the server, or a local ImageFolder directory, uploaded
     once (only files the server lacks; a progress bar shows it) and named after its content.
     ``output``: ``"uint8"`` gives uint8 NCHW tensors; ``"float"`` gives float32 in [0, 1], normalised with
-    ``mean``/``std`` when given. ``rank``/``world_size`` default to torch.distributed's when it is initialised.
+    ``mean``/``std`` when given. ``rank``/``world_size``, when not given, come from torch.distributed when it is
+    initialised, else from the ``RANK``/``WORLD_SIZE`` variables torchrun sets, else rank 0 of 1 (see ``_ranks``).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class AugmentedDataset(IterableDataset):
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
         self.output, self.mean, self.std = output, mean, std
         self.rank, self.world_size = rank, world_size
+        self._captured: tuple[int, int] | None = None  # (rank, world) resolved in the trainer, set by pickling
         self.prefetch, self.retries = prefetch, retries
         # Shared with DataLoader workers, persistent ones included: set_epoch in the trainer reaches them.
         self._epoch = multiprocessing.Value("q", 0, lock=False)
@@ -98,14 +104,34 @@ class AugmentedDataset(IterableDataset):
         return self._delivered.get(key, 0)
 
     def _ranks(self) -> tuple[int, int]:
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        rank = self.rank if self.rank is not None else (torch.distributed.get_rank() if distributed else 0)
-        world = (
-            self.world_size
-            if self.world_size is not None
-            else (torch.distributed.get_world_size() if distributed else 1)
+        """(rank, world size), from the first source that knows: explicit arguments, the process group of this
+        process, the topology captured in the trainer when the dataset was pickled into this worker, then torchrun's
+        environment. With none of them this is a single process: rank 0 of 1. Where the environment says there are
+        several ranks but not which one this is, guessing would deliver samples twice or never, so it raises."""
+        if self.rank is not None and self.world_size is not None:
+            return _checked(self.rank, self.world_size, "rank=/world_size=")
+        known = _process_group() or self._captured or _environment()
+        if known is not None:
+            rank = known[0] if self.rank is None else self.rank
+            return _checked(rank, known[1] if self.world_size is None else self.world_size, "rank/world_size")
+        if self.rank is None and self.world_size in (None, 1):
+            return 0, 1
+        given, missing = ("rank", "world_size") if self.world_size is None else ("world_size", "rank")
+        raise RuntimeError(
+            f"AugmentedDataset was given {given}= but not {missing}=, and neither torch.distributed nor the "
+            "RANK/WORLD_SIZE environment says it: pass both rank= and world_size="
         )
-        return rank, world
+
+    def __getstate__(self) -> dict[str, Any]:
+        """DataLoader pickles the dataset into spawn and forkserver workers here, in the trainer process, where the
+        process group is initialised; the workers are not part of it. The topology resolved now travels with the
+        dataset. When it cannot be known here either, the worker resolves it again and raises."""
+        state = self.__dict__.copy()
+        try:
+            state["_captured"] = self._ranks()
+        except RuntimeError:
+            state["_captured"] = None
+        return state
 
     def _topology(self) -> tuple[int, int]:
         rank, world = self._ranks()
@@ -167,10 +193,54 @@ def shared_bytes(size: int) -> np.ndarray:
     """A flat uint8 buffer in shared memory, to read a batch into inside a DataLoader worker.
 
     DataLoader moves every tensor a worker yields into shared memory, copying it unless it is there already:
-    that copy was a third of a worker's CPU (py-spy). Reading the batch straight into shared memory skips it.
+    one more pass over every byte of every batch, in the worker. Reading the batch straight into shared memory
+    skips it.
     ``_new_shared`` allocates there directly; the public ``share_memory_()`` would copy an empty tensor."""
     storage = torch.UntypedStorage._new_shared(size)
     return torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+
+
+def _process_group() -> tuple[int, int] | None:
+    """(rank, world size) of the default process group, if this process has one (a forked worker inherits it)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return None
+
+
+def _environment() -> tuple[int, int] | None:
+    """(rank, world size) from the ``RANK``/``WORLD_SIZE`` variables torchrun sets, None when neither is set."""
+    rank, world = os.environ.get("RANK") or None, os.environ.get("WORLD_SIZE") or None
+    if rank is None and world is None:
+        return None
+    if world is None:
+        raise RuntimeError(
+            f"RANK={rank} is set but WORLD_SIZE is not, and torch.distributed is not initialised in this process: "
+            "AugmentedDataset cannot tell how many ranks share the epoch. Set WORLD_SIZE, initialise the process "
+            "group before iterating, or pass rank= and world_size="
+        )
+    size = _integer("WORLD_SIZE", world)
+    if rank is None:
+        if size == 1:
+            return 0, 1
+        raise RuntimeError(
+            f"WORLD_SIZE={world} is set but RANK is not, and torch.distributed is not initialised in this process: "
+            "AugmentedDataset cannot tell which rank this is and will not guess (a wrong guess delivers samples "
+            "twice or never). Set RANK, initialise the process group before iterating, or pass rank= and world_size="
+        )
+    return _checked(_integer("RANK", rank), size, "RANK/WORLD_SIZE")
+
+
+def _integer(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise RuntimeError(f"{name}={value!r} is not an integer") from None
+
+
+def _checked(rank: int, world: int, source: str) -> tuple[int, int]:
+    if world < 1 or not 0 <= rank < world:
+        raise RuntimeError(f"{source} gives rank {rank} of {world}: a rank must be in [0, world size)")
+    return rank, world
 
 
 def as_tensor(array: np.ndarray) -> torch.Tensor:
