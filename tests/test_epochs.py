@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from augserve_client.protocol.epochs import EpochRequest, batches_per_shard, epoch_order, shard_batches
+from augserve_client.protocol.epochs import (
+    EpochRequest,
+    Progress,
+    batches_per_shard,
+    epoch_order,
+    progress_after,
+    shard_batches,
+)
 from pydantic import ValidationError
 
 
@@ -85,3 +92,54 @@ def test_start_and_end_batch_select_a_slice_of_the_shard() -> None:
 def test_invalid_requests_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         EpochRequest(**fields)
+
+
+def delivered_by(n: int, shard_count: int, counts: dict[int, int], **fields: object) -> list[int]:
+    """The samples (without padding) that shards delivered, ``counts[shard]`` batches each."""
+    return [
+        int(index)
+        for s in range(shard_count)
+        for batch in shard(n, shard_index=s, shard_count=shard_count, **fields)[: counts[s]]
+        for index in batch.indices[: len(batch.indices) - batch.padding]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("n", "before", "after", "batch_size"), [(48, 4, 6, 4), (48, 4, 1, 4), (50, 4, 3, 4), (37, 6, 2, 5), (100, 3, 8, 7)]
+)
+def test_a_resumed_epoch_on_another_split_delivers_the_rest_exactly_once(
+    n: int, before: int, after: int, batch_size: int
+) -> None:
+    """Shards stop at uneven points (as workers do), the progress is taken, and another split finishes the
+    epoch; then once more, on a third split. Every sample exactly once, padding aside."""
+    rng = np.random.default_rng(n)
+    fields = {"batch_size": batch_size, "seed": 3, "epoch": 1}
+    total = batches_per_shard(n, before, batch_size, False)
+    counts = {s: int(rng.integers(0, total + 1)) for s in range(before)}
+    first = delivered_by(n, before, counts, **fields)
+    progress = progress_after(n, None, before, batch_size, False, counts)
+    assert sorted(progress.positions().tolist()) == sorted(set(progress.positions().tolist()))
+
+    remaining = batches_per_shard(n - len(first), after, batch_size, False)
+    middle_counts = {s: remaining // 2 for s in range(after)}
+    middle = delivered_by(n, after, middle_counts, skip=progress, **fields)
+    later = progress_after(n, progress, after, batch_size, False, middle_counts)
+    last = delivered_by(n, 2, {0: 10**6, 1: 10**6}, skip=later, **fields)
+    assert sorted(first + middle + last) == list(range(n))
+
+
+def test_progress_is_a_prefix_when_the_shards_stepped_together() -> None:
+    progress = progress_after(48, None, 4, 4, False, {0: 2, 1: 2, 2: 2, 3: 2})
+    assert (progress.prefix, progress.also) == (32, [])
+    ahead = progress_after(48, None, 4, 4, False, {0: 3, 1: 2, 2: 2, 3: 2})
+    assert (ahead.prefix, ahead.also) == (33, [36, 40, 44])  # shard 0's third batch: positions 32, 36, 40, 44
+
+
+def test_a_skip_that_covers_the_epoch_leaves_empty_shards() -> None:
+    everything = Progress(prefix=48)
+    assert [shard(48, shard_index=s, shard_count=3, batch_size=4, skip=everything) for s in range(3)] == [[], [], []]
+
+
+def test_skipped_positions_must_not_be_negative() -> None:
+    with pytest.raises(ValidationError):
+        Progress(prefix=0, also=[-1])

@@ -22,7 +22,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-from augserve_client.protocol.epochs import Batch, EpochRequest, batches_per_shard, sample_seed, shard_batches
+from augserve_client.protocol.epochs import Batch, EpochRequest, sample_seed, shard_batch_count, shard_batches
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.seeds import SEED_MAX
 from augserve_client.protocol.spec import Spec
@@ -141,7 +141,7 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
     shape = output_shape(manifest, request)
     count = len(manifest.keys)
     _check_split(request, count)
-    total = batches_per_shard(count, request.shard_count, request.batch_size, request.drop_last)
+    total = shard_batch_count(count, request)
     if request.start_batch > total:
         message = f"start_batch {request.start_batch} is past the shard's last batch ({total} batches)"
         raise ServiceError(ErrorCode.INVALID_REQUEST, message, field="start_batch")

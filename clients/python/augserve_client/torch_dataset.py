@@ -11,6 +11,9 @@ workers travels with it, and a topology nobody can know raises rather than being
 ``state_dict()`` / ``load_state_dict()`` follow torchdata's ``StatefulDataLoader`` convention: the state says
 which epoch and how many batches of each shard were delivered, and a new dataset object loaded with it resumes
 with the next batch. ``StatefulDataLoader`` collects it from every worker; without workers, call them directly.
+That resumes on the same topology. On another one (other ranks, other workers), turn the saved states into the
+epoch's progress, ``dataset.progress(*states)``, and load that into the new dataset with ``load_progress``
+before its loader is built (see :mod:`augserve_client.resume`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,15 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from .client import Client, SpecInput, as_spec
 from .epoch_batches import EpochBatch, EpochBatches, prefetch
-from .protocol.epochs import EpochRequest, batches_per_shard
+from .protocol.epochs import (
+    EpochRequest,
+    Progress,
+    batches_per_shard,
+    remaining_positions,
+    shard_batch_count,
+)
 from .protocol.wire import empty_bytes
+from .resume import epoch_progress, read_progress
 
 
 class AugmentedDataset(IterableDataset):
@@ -79,6 +89,7 @@ class AugmentedDataset(IterableDataset):
         self._epoch = multiprocessing.Value("q", 0, lock=False)
         self._delivered_epoch = 0  # the epoch that _delivered describes
         self._delivered: dict[str, int] = {}  # "shard_index/shard_count" -> batches delivered in that epoch
+        self._skip: tuple[int, Progress] | None = None  # (epoch, what a resumed run skips in it)
         with Client(server, timeout=timeout) as client:
             self.dataset = self._register(client, dataset, progress)
             self.size = int(client.describe(self.dataset)["count"])
@@ -97,11 +108,16 @@ class AugmentedDataset(IterableDataset):
         """Like DistributedSampler.set_epoch: a new epoch means a new order and new variants."""
         self._epoch.value = epoch
 
-    def _resume_point(self, epoch: int, key: str) -> int:
-        """Batches of this shard already delivered in ``epoch`` (progress in any other epoch does not count)."""
+    def _resume_point(self, epoch: int, key: str, batches: int) -> int:
+        """Batches of this shard already delivered in ``epoch`` (progress in any other epoch does not count);
+        a shard delivered whole starts over, as DataLoader users expect of an epoch iterated again."""
         if epoch != self._delivered_epoch:
             self._delivered_epoch, self._delivered = epoch, {}
-        return self._delivered.get(key, 0)
+        delivered = self._delivered.get(key, 0)
+        return 0 if delivered >= batches else delivered
+
+    def _skipped(self, epoch: int) -> Progress | None:
+        return self._skip[1] if self._skip is not None and self._skip[0] == epoch else None
 
     def _ranks(self) -> tuple[int, int]:
         """(rank, world size), from the first source that knows: explicit arguments, the process group of this
@@ -142,7 +158,8 @@ class AugmentedDataset(IterableDataset):
     def batches_per_epoch(self, num_workers: int = 0) -> int:
         """Batches this rank receives per epoch, over all of its ``num_workers`` DataLoader workers."""
         workers = max(num_workers, 1)
-        return batches_per_shard(self.size, self._ranks()[1] * workers, self.batch_size, self.drop_last) * workers
+        remaining = len(remaining_positions(self.size, self._skipped(self.epoch)))
+        return batches_per_shard(remaining, self._ranks()[1] * workers, self.batch_size, self.drop_last) * workers
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self.epoch
@@ -157,7 +174,10 @@ class AugmentedDataset(IterableDataset):
             shard_count=shard_count,
             shuffle=self.shuffle,
             drop_last=self.drop_last,
-            start_batch=self._resume_point(epoch, key),
+            skip=self._skipped(epoch),
+        )
+        request = request.model_copy(
+            update={"start_batch": self._resume_point(epoch, key, shard_batch_count(self.size, request))}
         )
         allocate = shared_bytes if get_worker_info() is not None else empty_bytes
         with Client(self.server, timeout=self.timeout) as client:
@@ -165,7 +185,6 @@ class AugmentedDataset(IterableDataset):
             for batch in prefetch(batches, self.prefetch):
                 self._delivered[key] = batch.number + 1
                 yield self._tensors(batch)
-        self._delivered.pop(key, None)  # a finished epoch iterated again starts over, as DataLoader users expect
 
     def _tensors(self, batch: EpochBatch) -> tuple[torch.Tensor, torch.Tensor]:
         images = as_tensor(batch.images).permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels-last)
@@ -179,14 +198,44 @@ class AugmentedDataset(IterableDataset):
 
     def state_dict(self) -> dict[str, Any]:
         delivered = dict(self._delivered) if self._delivered_epoch == self.epoch else {}
-        return {"epoch": self.epoch, "seed": self.seed, "delivered": delivered}
+        skip = self._skipped(self.epoch)
+        return {
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "delivered": delivered,
+            "skip": skip.model_dump() if skip is not None else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume with the same topology (the state of this dataset in one worker, as StatefulDataLoader keeps it)."""
         if state["seed"] != self.seed:
             raise ValueError(f"state was saved with seed {state['seed']}, this dataset has seed {self.seed}")
-        self.set_epoch(int(state["epoch"]))
-        self._delivered_epoch = int(state["epoch"])
+        epoch = int(state["epoch"])
+        self.set_epoch(epoch)
+        self._delivered_epoch = epoch
         self._delivered = {str(key): int(value) for key, value in state["delivered"].items()}
+        skip = state.get("skip")
+        self._skip = (epoch, Progress.model_validate(skip)) if skip is not None else None
+
+    def progress(self, *saved: dict[str, Any]) -> dict[str, Any]:
+        """The epoch's progress, free of any topology, from what every rank saved: StatefulDataLoader
+        ``state_dict()``s (one per rank) or this dataset's own ``state_dict()``s. JSON; ``torch.save`` it."""
+        return epoch_progress(
+            saved,
+            size=self.size,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+        )
+
+    def load_progress(self, progress: dict[str, Any]) -> None:
+        """Resume an epoch on this dataset's topology, whatever it was when ``progress`` was taken: the epoch's
+        remaining samples are split among this run's shards. Call before building the DataLoader."""
+        epoch, skip = read_progress(progress, seed=self.seed, shuffle=self.shuffle, drop_last=self.drop_last)
+        self.set_epoch(epoch)
+        self._delivered_epoch, self._delivered = epoch, {}
+        self._skip = (epoch, skip)
 
 
 def shared_bytes(size: int) -> np.ndarray:

@@ -23,12 +23,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .seeds import SEED_BITS, derive_seed
 from .spec import Spec
+
+
+class Progress(BaseModel):
+    """The samples of an epoch already delivered, as positions in the epoch's order (not shards, batches or
+    workers), so that a run can resume on any topology: the first ``prefix`` positions, and ``also`` these.
+
+    When every shard has delivered the same number of batches (DDP ranks step together, and DataLoader takes
+    its workers in turn), the delivered positions are exactly a prefix: shards interleave over the order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefix: int = Field(0, ge=0, description="positions [0, prefix) of the epoch's order were delivered")
+    also: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, max_length=1_000_000, description="and these positions"
+    )
+
+    @classmethod
+    def of(cls, positions: np.ndarray) -> Progress:
+        """The progress of a set of delivered positions."""
+        unique = np.unique(positions)
+        in_place = unique == np.arange(len(unique))
+        prefix = len(unique) if in_place.all() else int(np.argmin(in_place))
+        return cls(prefix=prefix, also=unique[prefix:].tolist())
+
+    def positions(self) -> np.ndarray:
+        return np.concatenate([np.arange(self.prefix), np.asarray(self.also, dtype=np.int64)]).astype(np.int64)
 
 
 class EpochRequest(BaseModel):
@@ -46,6 +73,9 @@ class EpochRequest(BaseModel):
     end_batch: int | None = Field(None, ge=0, description="stop before this batch; None = end of the shard")
     shuffle: bool = True
     drop_last: bool = False
+    skip: Progress | None = Field(
+        None, description="samples already delivered (a resumed run): the shards split what remains of the epoch"
+    )
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> EpochRequest:
@@ -82,20 +112,56 @@ def batches_per_shard(n: int, shard_count: int, batch_size: int, drop_last: bool
     return math.ceil(samples_per_shard(n, shard_count, batch_size, drop_last) / batch_size)
 
 
+def remaining_positions(n: int, skip: Progress | None) -> np.ndarray:
+    """The positions of an epoch's order still to deliver, in order: all ``n`` of them, less ``skip``."""
+    if skip is None:
+        return np.arange(n)
+    keep = np.ones(n, dtype=bool)
+    keep[: min(skip.prefix, n)] = False
+    keep[[position for position in skip.also if position < n]] = False
+    return np.flatnonzero(keep)
+
+
+def shard_batch_count(n: int, request: EpochRequest) -> int:
+    """How many batches each shard of ``request``'s epoch (less what it skips) has."""
+    size = len(remaining_positions(n, request.skip))
+    return batches_per_shard(size, request.shard_count, request.batch_size, request.drop_last)
+
+
 def shard_batches(n: int, request: EpochRequest) -> list[Batch]:
-    """The batches of ``request``'s shard, from ``start_batch`` to ``end_batch``."""
-    per_shard = samples_per_shard(n, request.shard_count, request.batch_size, request.drop_last)
+    """The batches of ``request``'s shard, from ``start_batch`` to ``end_batch``.
+
+    The shards split the epoch's order, less the positions ``skip`` says were delivered: a resumed run on
+    another topology splits what remains, and every sample keeps its seed, so its bytes are those it would
+    have had."""
+    sequence = remaining_positions(n, request.skip)
+    size = len(sequence)
+    per_shard = samples_per_shard(size, request.shard_count, request.batch_size, request.drop_last)
     order = epoch_order(n, request.seed, request.epoch, request.shuffle)
     total = per_shard * request.shard_count
-    positions = np.arange(request.shard_index, total, request.shard_count)
-    indices = np.resize(order, max(total, n))[positions]  # np.resize repeats the order: that is the padding
+    slots = np.arange(request.shard_index, total, request.shard_count)
+    indices = order[np.resize(sequence, max(total, size))[slots]]  # np.resize repeats the sequence: the padding
     count = math.ceil(per_shard / request.batch_size)
     end = count if request.end_batch is None else min(request.end_batch, count)
     batches = []
     for number in range(request.start_batch, end):
         window = slice(number * request.batch_size, (number + 1) * request.batch_size)
-        batches.append(Batch(number, indices[window], int(np.count_nonzero(positions[window] >= n))))
+        batches.append(Batch(number, indices[window], int(np.count_nonzero(slots[window] >= size))))
     return batches
+
+
+def progress_after(
+    n: int, skip: Progress | None, shard_count: int, batch_size: int, drop_last: bool, delivered: dict[int, int]
+) -> Progress:
+    """The progress of an epoch whose shards (by index) have each delivered ``delivered[shard]`` batches, after
+    ``skip``. Padding is left out: it repeats samples that are delivered in their own place."""
+    sequence = remaining_positions(n, skip)
+    per_shard = samples_per_shard(len(sequence), shard_count, batch_size, drop_last)
+    parts = [skip.positions()] if skip is not None else []
+    for shard, batches in delivered.items():
+        slots = np.arange(shard, per_shard * shard_count, shard_count)[: batches * batch_size]
+        parts.append(sequence[slots[slots < len(sequence)]])
+    return Progress.of(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
