@@ -23,6 +23,7 @@ PUBLIC = {
     "Output",
     "ProtocolError",
     "Reflect",
+    "ReplicaMismatchError",
     "Rotate",
     "ServerError",
     "Shift",

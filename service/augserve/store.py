@@ -56,7 +56,14 @@ class Manifest:
             "classes": self.classes,
             "folder": self.folder,
             "created": self.created,
+            "digest": self.digest(),
         }
+
+    def digest(self) -> str:
+        """A hash of what the dataset serves (items, labels, classes): replicas that agree on it serve the same
+        samples, so a client spreading one epoch over them can check it (``created`` may differ)."""
+        content = json.dumps([self.kind, self.keys, self.labels, self.classes], separators=(",", ":"))
+        return hashlib.sha256(content.encode()).hexdigest()
 
     def decoded_key(self, index: int) -> str:
         """The key of item ``index``'s decoded pixels in the decoded-image cache."""

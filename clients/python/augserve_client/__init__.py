@@ -18,6 +18,7 @@ from .protocol.errors import (
     LimitExceededError,
     NotFoundError,
     ProtocolError,
+    ReplicaMismatchError,
     ServerError,
     TransportError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Output",
     "ProtocolError",
     "Reflect",
+    "ReplicaMismatchError",
     "Rotate",
     "ServerError",
     "Shift",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager as ContextManager
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .connections import StreamConnections, open_stream, raise_for_error, ssl_context
+from .connections import RETRYABLE, open_stream, raise_for_error
 from .epoch_batches import EpochBatches
 from .protocol.datasets import Label
 from .protocol.epochs import EpochRequest
-from .protocol.errors import ProtocolError, TransportError, stream_error
+from .protocol.errors import InternalServerError, ProtocolError, TransportError, stream_error
 from .protocol.spec import Format, Spec
 from .protocol.wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Body, Buffer, npy_parts, read_npy, read_tar
+from .replicas import Replicas, parse_urls
 from .uploads import image_folder, upload_files
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
@@ -99,18 +99,16 @@ class Client:
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | Sequence[str] = "http://127.0.0.1:8000",
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers, verify=ssl_context()
-        )
-        # Streamed bodies are read in place by http.client, configured from self.http (see .connections); an
-        # injected transport carries everything.
-        self.streams = None if transport is not None else StreamConnections(self.http)
+        """``base_url``: one server, or several serving the same datasets (a list, or a comma-separated string):
+        requests and streams then fail over between them (see :mod:`augserve_client.replicas`)."""
+        self.replicas = Replicas(parse_urls(base_url), timeout, transport, dict(headers) if headers else None)
+        first = self.replicas.all[0]
+        self.base_url, self.http, self.streams = first.url, first.http, first.streams
 
     def __enter__(self) -> Client:
         return self
@@ -119,13 +117,35 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self.http.close()
-        if self.streams is not None:
-            self.streams.close()
+        self.replicas.close()
 
-    def stream(self, method: str, path: str, **kwargs: Any) -> ContextManager[tuple[Body, Mapping[str, str]]]:
-        """A streamed response, status checked: ``(body, headers)``; the wire readers read ``body``."""
-        return open_stream(self.http, self.streams, method, path, **kwargs)
+    @contextmanager
+    def stream(
+        self, method: str, path: str, *, prefer: int = 0, dataset: str | None = None, **kwargs: Any
+    ) -> Iterator[tuple[Body, Mapping[str, str]]]:
+        """A streamed response, status checked: ``(body, headers)``; the wire readers read ``body``.
+
+        With several endpoints it comes from the first healthy one from ``prefer`` on (one that serves
+        ``dataset`` as the others do); one that fails to answer, or whose stream breaks, is marked down."""
+        failure: Exception = TransportError("no endpoint answered")
+        for replica in self.replicas.order(prefer):
+            with ExitStack() as stack:
+                try:
+                    if dataset is not None:
+                        self.replicas.check(replica, dataset)
+                    opened = stack.enter_context(open_stream(replica.http, replica.streams, method, path, **kwargs))
+                except RETRYABLE as error:
+                    self.replicas.failed(replica)
+                    failure = error
+                    continue
+                try:
+                    yield opened
+                except RETRYABLE:
+                    self.replicas.failed(replica)
+                    raise
+                self.replicas.succeeded(replica)
+                return
+        raise failure
 
     def augment(
         self,
@@ -208,13 +228,23 @@ class Client:
             return False
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One plain request; errors become typed exceptions."""
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as error:
-            raise TransportError(f"{method} {path}: {error}") from error
-        raise_for_error(response.status_code, response.read)
-        return response
+        """One plain request; errors become typed exceptions. With several endpoints, one that cannot be
+        reached or answers 5xx is marked down and the next is asked (every augserve request is idempotent)."""
+        failure: Exception = TransportError("no endpoint answered")
+        for replica in self.replicas.order():
+            try:
+                try:
+                    response = replica.http.request(method, path, **kwargs)
+                except httpx.TransportError as error:
+                    raise TransportError(f"{method} {replica.url}{path}: {error}") from error
+                raise_for_error(response.status_code, response.read)
+            except (TransportError, InternalServerError) as error:
+                self.replicas.failed(replica)
+                failure = error
+                continue
+            self.replicas.succeeded(replica)
+            return response
+        raise failure
 
 
 def as_spec(spec: SpecInput | None) -> Spec:

@@ -25,8 +25,12 @@ from typing import Any
 
 import httpx
 
-from .protocol.errors import ErrorCode, ProtocolError, TransportError, error_from_body
+from .protocol.errors import ErrorCode, InternalServerError, ProtocolError, TransportError, error_from_body
 from .protocol.wire import Body
+
+# Failures worth another try (after a backoff, or on another endpoint): the server unreachable or gone, a
+# stream cut short, a 5xx (503 while a replica drains included).
+RETRYABLE = (TransportError, ProtocolError, InternalServerError)
 
 
 @functools.cache

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from .connections import RETRYABLE
 from .protocol.epochs import EpochRequest
-from .protocol.errors import InternalServerError, ProtocolError, TransportError, stream_error
+from .protocol.errors import stream_error
 from .protocol.wire import Allocate, batch_array, empty_bytes, read_frames
 
 if TYPE_CHECKING:
     from .client import Client
 
 T = TypeVar("T")
-RETRYABLE = (TransportError, ProtocolError, InternalServerError)
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ def stream_epoch(
 ) -> Iterator[EpochBatch]:
     """One HTTP stream of batches, no retry; raises if it ends before its end frame."""
     body = request.model_dump(mode="json")
-    with client.stream("POST", f"/v1/datasets/{dataset}/epochs", json=body) as (response, _):
+    path = f"/v1/datasets/{dataset}/epochs"
+    with client.stream("POST", path, json=body, prefer=request.shard_index, dataset=dataset) as (response, _):
         for header, payload in read_frames(response, allocate):
             if header["kind"] == "error":
                 raise stream_error(header)
@@ -103,7 +104,8 @@ class EpochBatches(Iterable[EpochBatch]):
                 failures += 1
                 if failures > self.retries:
                     raise
-                time.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+                if not self.client.replicas.any_healthy():  # else the next endpoint takes over at once
+                    time.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
 
 
 _DONE = object()

@@ -6,6 +6,7 @@ is stable; the client turns it back into one of these exceptions, so callers can
     AugserveError
      +-- TransportError            the server could not be reached, or the connection broke
      +-- ProtocolError             a stream ended early or was malformed (never a silently short result)
+     +-- ReplicaMismatchError      two endpoints of one client serve different datasets under one name
      +-- ServerError               the server answered with an error body
           +-- InvalidRequestError  a malformed request or spec (422)
           +-- InvalidImageError    an upload that is empty, truncated, not an image, or unsupported (415/422)
@@ -79,6 +80,10 @@ class AugserveError(Exception):
 
 class TransportError(AugserveError):
     """The server could not be reached or the connection broke; retrying may help."""
+
+
+class ReplicaMismatchError(AugserveError):
+    """Two servers of one client's endpoint list serve different content under one dataset name."""
 
 
 class ProtocolError(AugserveError):
