@@ -1,14 +1,18 @@
-"""``augserve`` / ``python -m augserve``: run the service with uvicorn, configured by ``AUGSERVE_*``."""
+"""``python -m augserve``: the ``augserve`` command line (:mod:`augserve.cli`), and the one place uvicorn starts."""
 
 from __future__ import annotations
 
-import uvicorn
+from typing import TYPE_CHECKING
 
-from augserve.settings import Settings
+if TYPE_CHECKING:
+    from augserve.settings import Settings
 
 
-def main() -> None:
-    settings = Settings()
+def run_server(settings: Settings) -> None:
+    """uvicorn with the app factory. ``create_app()`` reads ``Settings()`` from ``AUGSERVE_*`` in every worker
+    process, so whoever calls this has put ``settings`` into the environment (``augserve serve`` does)."""
+    import uvicorn
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     uvicorn.run(
         "augserve.app:create_app",
@@ -19,6 +23,12 @@ def main() -> None:
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
     )
+
+
+def main() -> None:
+    from augserve.cli import main as cli
+
+    cli()
 
 
 if __name__ == "__main__":

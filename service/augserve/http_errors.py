@@ -6,10 +6,8 @@ Routes and domain code raise :class:`~augserve.errors.ServiceError`; nothing els
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from augserve_client.protocol.errors import ErrorCode
-from augserve_client.protocol.spec import OPS
+from augserve_client.protocol.errors import ErrorCode, field_path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,19 +21,6 @@ log = logging.getLogger("augserve.errors")
 HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
-def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
-    """``("ops", 1, "rotate", "angle")`` -> ``"ops[1].angle"`` (the union's tag is noise to a reader)."""
-    path = prefix
-    for index, part in enumerate(loc):
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif not str(part).isidentifier():
-            continue  # a union member's tag, e.g. "constrained-int" or "tuple[constrained-int, ...]"
-        elif not (index and isinstance(loc[index - 1], int) and part in OPS):
-            path += f".{part}" if path else str(part)
-    return path
-
-
 def validation_error(error: ValidationError, code: ErrorCode, prefix: str) -> ServiceError:
     """A pydantic error as a ServiceError naming the first bad field and listing them all."""
     problems = [{"field": field_path(e["loc"], prefix), "message": e["msg"]} for e in error.errors()]
@@ -44,9 +29,12 @@ def validation_error(error: ValidationError, code: ErrorCode, prefix: str) -> Se
 
 
 def _respond(error: ServiceError) -> JSONResponse:
-    retry_after = error.details.get("retry_after")
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(error.body(), status_code=error.code.status, headers=headers)
+    headers = {}
+    if error.details.get("retry_after") is not None:
+        headers["Retry-After"] = str(error.details["retry_after"])
+    if error.code is ErrorCode.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error.body(), status_code=error.code.status, headers=headers or None)
 
 
 async def _service_error(_: Request, error: Exception) -> JSONResponse:

@@ -13,6 +13,9 @@ is stable; the client turns it back into one of these exceptions, so callers can
           +-- LimitExceededError   a size, pixel or count limit (413/422); ``limit`` names it
           +-- NotFoundError        an unknown dataset or resource (404)
           +-- ConflictError        the request conflicts with stored state (409)
+          +-- AuthenticationError  no API key, or an unknown one (401)
+          +-- PermissionDeniedError  the key's role or ownership does not allow it (403)
+          +-- RateLimitedError     a per-key limit (429); ``retry_after`` says when to try again
           +-- InternalServerError  the server failed or is shutting down (5xx); safe to retry
 """
 
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 from enum import Enum
 from typing import Any
+
+from .spec import OPS
 
 
 class ErrorCode(str, Enum):
@@ -43,6 +48,9 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "not_found"
     PATH_OUTSIDE_ROOT = "path_outside_root"
     CONFLICT = "conflict"
+    UNAUTHORIZED = "unauthorized"  # no API key, or an unknown one
+    FORBIDDEN = "forbidden"  # a key whose role, or ownership, does not allow this
+    TOO_MANY_REQUESTS = "too_many_requests"  # a per-key limit: retry after Retry-After
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"  # any other HTTP-level refusal; it travels with its own status
     SHUTTING_DOWN = "shutting_down"  # the replica is draining: retry elsewhere, or here after Retry-After
@@ -65,6 +73,9 @@ _STATUS = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.PATH_OUTSIDE_ROOT: 403,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.TOO_MANY_REQUESTS: 429,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.HTTP_ERROR: 400,
     ErrorCode.SHUTTING_DOWN: 503,
@@ -124,6 +135,22 @@ class ConflictError(ServerError):
     """The request conflicts with what the server has stored."""
 
 
+class AuthenticationError(ServerError):
+    """The server needs an API key (``Client(api_key=...)`` or ``AUGSERVE_API_KEY``), or did not know this one."""
+
+
+class PermissionDeniedError(ServerError):
+    """The key's role, or the dataset's ownership, does not allow the request."""
+
+
+class RateLimitedError(ServerError):
+    """A per-key limit was reached; ``retry_after`` is the seconds to wait before trying again."""
+
+    @property
+    def retry_after(self) -> float:
+        return float(self.details.get("retry_after", 1))
+
+
 class InternalServerError(ServerError):
     """The server failed; the request may be retried."""
 
@@ -139,6 +166,13 @@ _LIMIT_CODES = {
 }
 
 
+_ACCESS_CODES: dict[str, type[ServerError]] = {
+    "unauthorized": AuthenticationError,
+    "forbidden": PermissionDeniedError,
+    "too_many_requests": RateLimitedError,
+}
+
+
 def error_class(status: int, code: str) -> type[ServerError]:
     """The exception class for an error body's code (falling back on the status)."""
     if code in _IMAGE_CODES:
@@ -149,6 +183,8 @@ def error_class(status: int, code: str) -> type[ServerError]:
         return NotFoundError
     if code == "conflict" or status == 409:
         return ConflictError
+    if code in _ACCESS_CODES:
+        return _ACCESS_CODES[code]
     if status >= 500:
         return InternalServerError
     return InvalidRequestError
@@ -171,3 +207,18 @@ def error_from_body(status: int, body: dict[str, Any]) -> ServerError:
     message = str(body.get("message", body))
     details = {k: v for k, v in body.items() if k not in ("code", "message")}
     return error_class(status, code)(status, code, message, **details)
+
+
+def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
+    """``("ops", 1, "rotate", "angle")`` -> ``"ops[1].angle"``: how an error body's ``field`` names a place in a
+    request (a pydantic error's location; the union's tag is noise to a reader). Server and command line both
+    name fields this way."""
+    path = prefix
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not str(part).isidentifier():
+            continue  # a union member's tag, e.g. "constrained-int" or "tuple[constrained-int, ...]"
+        elif not (index and isinstance(loc[index - 1], int) and part in OPS):
+            path += f".{part}" if path else str(part)
+    return path
