@@ -11,6 +11,7 @@ PUBLIC = {
     "AugmentStream",
     "AugmentedImage",
     "AugserveError",
+    "AuthenticationError",
     "Client",
     "ConflictError",
     "Crop",
@@ -21,7 +22,9 @@ PUBLIC = {
     "LimitExceededError",
     "NotFoundError",
     "Output",
+    "PermissionDeniedError",
     "ProtocolError",
+    "RateLimitedError",
     "Reflect",
     "ReplicaMismatchError",
     "Rotate",
@@ -69,7 +72,14 @@ def test_the_exception_tree_can_be_caught_at_any_level() -> None:
 
 def test_every_error_code_maps_to_its_exception_and_status() -> None:
     from augserve_client import ErrorCode, InternalServerError, InvalidImageError, LimitExceededError, NotFoundError
-    from augserve_client.protocol.errors import ConflictError, InvalidRequestError, error_from_body
+    from augserve_client.protocol.errors import (
+        AuthenticationError,
+        ConflictError,
+        InvalidRequestError,
+        PermissionDeniedError,
+        RateLimitedError,
+        error_from_body,
+    )
 
     expected = {
         "empty_file": (422, InvalidImageError),
@@ -90,6 +100,9 @@ def test_every_error_code_maps_to_its_exception_and_status() -> None:
         "not_found": (404, NotFoundError),
         "path_outside_root": (403, InvalidRequestError),
         "conflict": (409, ConflictError),
+        "unauthorized": (401, AuthenticationError),
+        "forbidden": (403, PermissionDeniedError),
+        "too_many_requests": (429, RateLimitedError),
         "method_not_allowed": (405, InvalidRequestError),
         "http_error": (400, InvalidRequestError),
         "shutting_down": (503, InternalServerError),

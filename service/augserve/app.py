@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -18,12 +20,14 @@ from .budget import MemoryBudget
 from .cache import DecodedCache
 from .draining import Drain
 from .fair_pool import FairPool
+from .keys import KeyRing, StreamQuota
 from .routes import augment, datasets, meta
 from .routes.deps import admit_work
 from .settings import Settings
 from .state import AppState
 from .store import DatasetStore
 
+log = logging.getLogger("augserve")
 API_DESCRIPTION = """Image data augmentation as a service. Send images and a spec (reflect, rotate, crop, shift);
 receive freshly randomized variants, streamed as they are computed. Every error is JSON with a stable `code`."""
 
@@ -41,7 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         budget = MemoryBudget(
             settings.memory_budget_bytes, settings.max_request_decoded_bytes, settings.budget_wait_seconds
         )
-        app.state.augserve = AppState(settings, pool, store, DecodedCache(settings.cache_bytes), drain, budget)
+        keys, quota = KeyRing(settings.keys_file), StreamQuota(settings.max_streams_per_key)
+        cache = DecodedCache(settings.cache_bytes)
+        app.state.augserve = AppState(settings, pool, store, cache, drain, budget, keys, quota)
+        _warn_if_open(settings, keys)
         _drain_on_sigterm(drain)
         try:
             yield
@@ -55,6 +62,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for work in (augment.router, datasets.router):
         app.include_router(work, dependencies=[Depends(admit_work)])
     return app
+
+
+def _warn_if_open(settings: Settings, keys: KeyRing) -> None:
+    """Anyone who reaches a server without keys may read, register and delete every dataset: fine on loopback
+    or behind a private network's proxy, worth a loud line anywhere else."""
+    if not keys.enabled and not _is_loopback(settings.host):
+        log.warning(
+            "augserve listens on %s without API keys: anyone who reaches it may read, register and delete any "
+            "dataset. Set AUGSERVE_KEYS_FILE (see augserve.keys) unless a private network guards it.",
+            settings.host,
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
 
 
 def _drain_on_sigterm(drain: Drain) -> None:

@@ -25,12 +25,12 @@ def store_blob(state: AppState, name: str, data: bytes) -> dict[str, Any]:
     return {"file": name, "sha256": digest, "bytes": len(data), "height": image.shape[0], "width": image.shape[1]}
 
 
-def register(state: AppState, body: CreateDataset) -> tuple[Manifest, bool]:
-    """Build and store the manifest ``body`` asks for: (the stored manifest, whether it is new)."""
-    return state.store.create(build_manifest(state, body))
+def register(state: AppState, body: CreateDataset, owner: str) -> tuple[Manifest, bool]:
+    """Build and store the manifest ``body`` asks for, owned by ``owner``: (the stored one, whether it is new)."""
+    return state.store.create(build_manifest(state, body, owner))
 
 
-def build_manifest(state: AppState, body: CreateDataset) -> Manifest:
+def build_manifest(state: AppState, body: CreateDataset, owner: str) -> Manifest:
     store, max_pixels = state.store, state.settings.max_pixels
     if body.folder is not None:
         keys, labels, classes = store.folder_files(body.folder)
@@ -62,6 +62,7 @@ def build_manifest(state: AppState, body: CreateDataset) -> Manifest:
         classes=classes,
         folder=body.folder,
         created=now(),
+        owner=owner,
     )
 
 

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, le=256, description="augmentation threads per worker; 0: cores / workers")
     log_level: str = "info"
 
+    keys_file: Path | None = Field(
+        None, description="API keys (hashes, names, roles: see augserve.keys); unset: anyone who reaches the port"
+    )
+    max_streams_per_key: int = Field(0, ge=0, description="streams one key may have open at once; 0: no limit")
     data_dir: Path = Field(Path("data"), description="writable store for uploaded datasets (shared by replicas)")
     data_root: Path | None = Field(None, description="read-only root for server-side folder datasets")
 

@@ -23,6 +23,7 @@ from .draining import Drain
 from .engine import PipelineCache
 from .errors import ServiceError
 from .fair_pool import FairPool
+from .keys import KeyRing, StreamQuota
 from .settings import Settings
 from .store import DatasetStore
 from .streaming import Job, stream_jobs
@@ -40,6 +41,8 @@ class AppState:
     cache: DecodedCache
     drain: Drain
     budget: MemoryBudget
+    keys: KeyRing
+    quota: StreamQuota
     pipelines: PipelineCache = field(default_factory=PipelineCache)
 
     async def compute(self, owner: Hashable, function: Callable[..., T], *args: Any) -> T:

@@ -28,6 +28,7 @@ from augserve_client.protocol.datasets import IMAGE_SUFFIXES, NAME_PATTERN
 from augserve_client.protocol.errors import ErrorCode
 
 from .errors import ServiceError
+from .keys import ANONYMOUS, Caller, forbidden
 
 NAME = re.compile(NAME_PATTERN)
 HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -46,6 +47,7 @@ class Manifest:
     classes: list[str] | None = None
     folder: str | None = None
     created: str = ""
+    owner: str | None = None  # the name of the key that registered it (None: registered without keys)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,7 @@ class Manifest:
             "classes": self.classes,
             "folder": self.folder,
             "created": self.created,
+            "owner": self.owner,
             "digest": self.digest(),
         }
 
@@ -153,9 +156,12 @@ class DatasetStore:
                 continue
         return manifests
 
-    def delete(self, name: str) -> None:
-        """Remove the manifest; blobs stay (other datasets may share them, and re-registering is then free)."""
-        check_name(name)
+    def delete(self, name: str, caller: Caller = ANONYMOUS) -> None:
+        """Remove the manifest, if ``caller`` owns it or is an admin. Blobs stay (other datasets may share them,
+        and re-registering is then free)."""
+        manifest = self.get(name)
+        if not caller.may("admin") and manifest.owner != caller.name:
+            raise forbidden(f"dataset {name!r} belongs to {manifest.owner!r}; only its owner or an admin may delete it")
         try:
             self._manifest_path(name).unlink()
         except FileNotFoundError:

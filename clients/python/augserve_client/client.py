@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -103,10 +104,16 @@ class Client:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         """``base_url``: one server, or several serving the same datasets (a list, or a comma-separated string):
-        requests and streams then fail over between them (see :mod:`augserve_client.replicas`)."""
-        self.replicas = Replicas(parse_urls(base_url), timeout, transport, dict(headers) if headers else None)
+        requests and streams then fail over between them (see :mod:`augserve_client.replicas`). ``api_key``
+        (default: ``AUGSERVE_API_KEY``) is sent on every request and stream, for servers that have keys."""
+        headers = dict(headers or {})
+        api_key = api_key or os.environ.get("AUGSERVE_API_KEY")
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.replicas = Replicas(parse_urls(base_url), timeout, transport, headers or None)
         first = self.replicas.all[0]
         self.base_url, self.http, self.streams = first.url, first.http, first.streams
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .connections import RETRYABLE
 from .protocol.epochs import EpochRequest
-from .protocol.errors import stream_error
+from .protocol.errors import RateLimitedError, stream_error
 from .protocol.wire import Allocate, batch_array, empty_bytes, read_frames
 
 if TYPE_CHECKING:
@@ -100,6 +100,11 @@ class EpochBatches(Iterable[EpochBatch]):
                     self.next_batch = batch.number + 1
                     yield batch
                 return
+            except RateLimitedError as limited:  # this key has too many streams open: wait as told
+                failures += 1
+                if failures > self.retries:
+                    raise
+                time.sleep(min(self.max_backoff, limited.retry_after))
             except RETRYABLE:
                 failures += 1
                 if failures > self.retries:

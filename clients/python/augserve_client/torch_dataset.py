@@ -48,6 +48,7 @@ from .resume import epoch_progress, read_progress
 class AugmentedDataset(IterableDataset):
     """Freshly augmented (images, labels) batches from an augserve server, for every epoch.
 
+    ``server``: one URL, or several replicas serving the same datasets (a list or a comma-separated string).
     ``dataset``: the name of a dataset registered on the server, or a local ImageFolder directory, uploaded
     once (only files the server lacks; a progress bar shows it) and named after its content.
     ``output``: ``"uint8"`` gives uint8 NCHW tensors; ``"float"`` gives float32 in [0, 1], normalised with
@@ -57,7 +58,7 @@ class AugmentedDataset(IterableDataset):
 
     def __init__(
         self,
-        server: str,
+        server: str | Sequence[str],
         dataset: str | Path,
         spec: SpecInput,
         batch_size: int,
@@ -74,11 +75,12 @@ class AugmentedDataset(IterableDataset):
         retries: int = 8,
         timeout: float = 120.0,
         progress: bool = True,
+        api_key: str | None = None,
     ) -> None:
         super().__init__()
         if output not in ("uint8", "float"):
             raise ValueError("output must be 'uint8' or 'float'")
-        self.server, self.timeout = server, timeout
+        self.server, self.timeout, self.api_key = server, timeout, api_key
         self.spec = as_spec(spec)
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
         self.output, self.mean, self.std = output, mean, std
@@ -90,9 +92,12 @@ class AugmentedDataset(IterableDataset):
         self._delivered_epoch = 0  # the epoch that _delivered describes
         self._delivered: dict[str, int] = {}  # "shard_index/shard_count" -> batches delivered in that epoch
         self._skip: tuple[int, Progress] | None = None  # (epoch, what a resumed run skips in it)
-        with Client(server, timeout=timeout) as client:
+        with self._client() as client:
             self.dataset = self._register(client, dataset, progress)
             self.size = int(client.describe(self.dataset)["count"])
+
+    def _client(self) -> Client:
+        return Client(self.server, timeout=self.timeout, api_key=self.api_key)
 
     @staticmethod
     def _register(client: Client, dataset: str | Path, progress: bool) -> str:
@@ -180,7 +185,7 @@ class AugmentedDataset(IterableDataset):
             update={"start_batch": self._resume_point(epoch, key, shard_batch_count(self.size, request))}
         )
         allocate = shared_bytes if get_worker_info() is not None else empty_bytes
-        with Client(self.server, timeout=self.timeout) as client:
+        with self._client() as client:
             batches = EpochBatches(client, self.dataset, request, retries=self.retries, allocate=allocate)
             for batch in prefetch(batches, self.prefetch):
                 self._delivered[key] = batch.number + 1

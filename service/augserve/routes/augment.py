@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from .. import variants
-from .deps import State
+from .deps import Reader, State
 from .forms import read_augment_form
 from .responses import CutOnFailureResponse
 
@@ -43,7 +43,7 @@ _MULTIPART_SCHEMA = {
         }
     },
 )
-async def augment(request: Request, state: State) -> StreamingResponse:
+async def augment(request: Request, state: State, who: Reader) -> StreamingResponse:
     """Stream ``variants`` randomized versions of every uploaded image, as a WebDataset-style tar.
 
     The seed is ``seed`` or a fresh one; it is returned in ``X-Augserve-Seed`` and in every variant's
@@ -51,4 +51,4 @@ async def augment(request: Request, state: State) -> StreamingResponse:
     """
     stream = await variants.augment(state, await read_augment_form(request, state.settings), request.is_disconnected)
     headers = {"X-Augserve-Seed": str(stream.seed), "X-Augserve-Count": str(stream.count)}
-    return CutOnFailureResponse(stream.body, media_type=MEDIA_TYPE_TAR, headers=headers)
+    return CutOnFailureResponse(state.quota.hold(who, stream.body), media_type=MEDIA_TYPE_TAR, headers=headers)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from .. import epoch_stream, registration
-from .deps import State
+from .deps import Reader, State, Writer
 from .forms import read_files, read_form
 from .responses import CutOnFailureResponse
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["datasets"])
 
 
 @router.post("/v1/blobs/missing")
-async def missing_blobs(body: HashList, state: State) -> dict[str, list[str]]:
+async def missing_blobs(body: HashList, state: State, _: Writer) -> dict[str, list[str]]:
     """Which of these SHA-256 hashes the server lacks: upload only those."""
     return {"missing": await state.io(state.store.missing, body.hashes)}
 
@@ -40,7 +40,7 @@ async def missing_blobs(body: HashList, state: State) -> dict[str, list[str]]:
         }
     },
 )
-async def upload_blobs(request: Request, state: State) -> dict[str, list[dict[str, Any]]]:
+async def upload_blobs(request: Request, state: State, _: Writer) -> dict[str, list[dict[str, Any]]]:
     """Store image files by content hash. Each is decoded in full first, so a broken file fails here, naming
     itself, instead of in the middle of an epoch; the decoded image goes straight into the cache."""
     settings = state.settings
@@ -51,28 +51,29 @@ async def upload_blobs(request: Request, state: State) -> dict[str, list[dict[st
 
 
 @router.post("/v1/datasets", status_code=201)
-async def create_dataset(body: CreateDataset, state: State, response: Response) -> dict[str, Any]:
+async def create_dataset(body: CreateDataset, state: State, who: Writer, response: Response) -> dict[str, Any]:
     """Register a dataset: 201 when new, 200 when the same name already holds the same content, 409 otherwise."""
-    stored, created = await state.compute(object(), registration.register, state, body)
+    stored, created = await state.compute(object(), registration.register, state, body, who.name)
     response.status_code = 201 if created else 200
     return stored.summary()
 
 
 @router.get("/v1/datasets")
-async def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
+async def list_datasets(state: State, _: Reader) -> dict[str, list[dict[str, Any]]]:
     return {"datasets": [manifest.summary() for manifest in await state.io(state.store.list)]}
 
 
 @router.get("/v1/datasets/{name}")
-async def describe_dataset(name: str, state: State) -> dict[str, Any]:
+async def describe_dataset(name: str, state: State, _: Reader) -> dict[str, Any]:
     """Count, classes and bytes of the dataset, and this process's decoded-image cache statistics."""
     manifest = await state.io(state.store.get, name)
     return {**manifest.summary(), "cache": state.cache.stats()}
 
 
 @router.delete("/v1/datasets/{name}", status_code=204)
-async def delete_dataset(name: str, state: State) -> Response:
-    await state.io(state.store.delete, name)
+async def delete_dataset(name: str, state: State, who: Writer) -> Response:
+    """Delete a dataset: its owner (the key that registered it) or an admin key."""
+    await state.io(state.store.delete, name, who)
     return Response(status_code=204)
 
 
@@ -81,7 +82,7 @@ async def delete_dataset(name: str, state: State) -> Response:
     response_class=StreamingResponse,
     responses={200: {"content": {MEDIA_TYPE_FRAMES: {}}, "description": "batch frames (docs/wire-format.md)"}},
 )
-async def stream_epoch(name: str, body: EpochRequest, state: State) -> StreamingResponse:
+async def stream_epoch(name: str, body: EpochRequest, state: State, who: Reader) -> StreamingResponse:
     """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say its length, how many
     batches the shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
     manifest = await state.io(state.store.get, name)
@@ -94,4 +95,4 @@ async def stream_epoch(name: str, body: EpochRequest, state: State) -> Streaming
         "X-Augserve-Shape": f"{plan.shape[0]}x{plan.shape[1]}x3",
         "X-Augserve-Cache": f"hits={cache['hits']};misses={cache['misses']}",
     }
-    return CutOnFailureResponse(stream.body, media_type=MEDIA_TYPE_FRAMES, headers=headers)
+    return CutOnFailureResponse(state.quota.hold(who, stream.body), media_type=MEDIA_TYPE_FRAMES, headers=headers)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..keys import Caller, forbidden
 from ..state import AppState
 
 
@@ -19,3 +21,21 @@ State = Annotated[AppState, Depends(get_state)]
 def admit_work(state: State) -> None:
     """Every work route's gate: a draining process takes no new work (503 ``shutting_down``)."""
     state.drain.refuse_new_work()
+
+
+def caller(request: Request, state: State) -> Caller:
+    """Who sent the request, from its API key (401 without a known one, when the server has keys)."""
+    return state.keys.caller(request.headers.get("authorization"))
+
+
+def _role(role: str) -> Callable[[Caller], Caller]:
+    def allowed(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if not who.may(role):
+            raise forbidden(f"key {who.name!r} has role {who.role!r}; this needs {role!r}")
+        return who
+
+    return allowed
+
+
+Reader = Annotated[Caller, Depends(_role("read"))]
+Writer = Annotated[Caller, Depends(_role("write"))]
