@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +16,10 @@ def run_server(settings: Settings) -> None:
     import uvicorn
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker writes its metrics here and a scrape adds them up (augserve.metrics); a fresh folder per
+        # start, so counters begin at zero as a single process's do.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="augserve-metrics-")
     uvicorn.run(
         "augserve.app:create_app",
         factory=True,

@@ -13,15 +13,17 @@ from types import FrameType
 
 import cv2
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
-from . import http_errors
+from . import http_errors, logs, metrics
 from .body_limit import BodyLimit
 from .budget import MemoryBudget
 from .cache import DecodedCache
 from .draining import Drain
 from .fair_pool import FairPool
 from .keys import KeyRing, StreamQuota
-from .routes import augment, datasets, meta
+from .request_log import RequestLog
+from .routes import augment, datasets, meta, playground
 from .routes.deps import admit_work
 from .settings import Settings
 from .state import AppState
@@ -34,6 +36,7 @@ receive freshly randomized variants, streamed as they are computed. Every error 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    logs.configure(settings.log_level, settings.log_format)
     # Our pool already has one thread per core; OpenCV's own threads on top would only oversubscribe them.
     cv2.setNumThreads(1)
 
@@ -50,15 +53,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.augserve = AppState(settings, pool, store, cache, drain, budget, keys, quota)
         _warn_if_open(settings, keys)
         _drain_on_sigterm(drain)
+        sampler = asyncio.create_task(metrics.sample_state(app.state.augserve))
         try:
             yield
         finally:
+            sampler.cancel()
             pool.shutdown()
 
-    app = FastAPI(title="augserve", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
+    # FastAPIOffline: FastAPI with /docs and /redoc served from the package's own copies of Swagger UI and ReDoc.
+    app = FastAPIOffline(title="augserve", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestLog)  # outermost: it sees every answer, the body limit's too
     http_errors.install(app)
     app.include_router(meta.router)
+    app.include_router(playground.router)
     for work in (augment.router, datasets.router):
         app.include_router(work, dependencies=[Depends(admit_work)])
     return app

@@ -25,6 +25,7 @@ from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.wire import NPY_MAGIC, Buffer, npy_parts, npy_shape, read_npy
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import metrics
 from .errors import ServiceError, limit_exceeded
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
@@ -39,7 +40,7 @@ def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     _not_empty(data, name)
     if data.startswith(NPY_MAGIC):
         return _decode_npy(data, name, max_pixels)
-    with _opened(data, name, max_pixels, "decoded") as image:
+    with metrics.DECODE_SECONDS.time(), _opened(data, name, max_pixels, "decoded") as image:
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies every image, rotated or not
         return _to_rgb(image, name)

@@ -36,6 +36,11 @@ class Drain:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def streams(self) -> int:
+        """Streams running now."""
+        return self._streams
+
     def refuse_new_work(self) -> None:
         if self.started:
             raise shutting_down("the server is shutting down; send this request to another replica")

@@ -15,6 +15,7 @@ the event loop: a copy of every batch. With one, the pixels go from the batch ar
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -28,7 +29,7 @@ from augserve_client.protocol.seeds import SEED_MAX
 from augserve_client.protocol.spec import Spec
 from augserve_client.protocol.wire import Buffer, batch_frame, batch_header, frame, frame_size, header_size
 
-from . import codecs
+from . import codecs, metrics
 from .errors import ServiceError, limit_exceeded, stream_error_body
 from .preflight import check_fits, check_sizes
 from .state import AppState
@@ -117,6 +118,7 @@ def open_epoch(state: AppState, owner: Hashable, manifest: Manifest, request: Ep
     """Plan ``request`` (refusing what cannot be served) and start computing its batches in the pool.
 
     Planning is O(dataset) (the epoch's order), so it runs in the pool too, never on the event loop."""
+    started = time.monotonic()
     planned = plan(state, manifest, request)
     body = state.stream(
         owner,
@@ -124,7 +126,19 @@ def open_epoch(state: AppState, owner: Hashable, manifest: Manifest, request: Ep
         trailer=lambda: end_frame(len(planned.batches)),
         on_error=partial(error_frame, room=planned.error_room()),
     )
-    return EpochStream(body, planned, state.cache.stats())
+    return EpochStream(_first_batch_timed(body, started), planned, state.cache.stats())
+
+
+async def _first_batch_timed(
+    body: AsyncIterator[bytes | memoryview], started: float
+) -> AsyncIterator[bytes | memoryview]:
+    """``body``, with the time from the request to its first bytes (the first batch) in the metrics."""
+    first = True
+    async for chunk in body:
+        if first:
+            metrics.FIRST_BATCH_SECONDS.observe(time.monotonic() - started)
+            first = False
+        yield chunk
 
 
 def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
@@ -224,9 +238,11 @@ class _BatchWork:
         A stream sends job results in job order, so the frame (which views ``images``, returned by the batch's
         last job) goes out only after every part has been awaited, even if the last job finished first."""
         pipeline = self.state.pipelines.get(self.spec)
-        for slot in range(start, stop):
-            image = decoded(self.state, self.manifest, self.indices[slot])
-            self.images[slot] = pipeline.image(image, self.seeds[slot])
+        with metrics.AUGMENT_SECONDS.time():
+            for slot in range(start, stop):
+                image = decoded(self.state, self.manifest, self.indices[slot])
+                self.images[slot] = pipeline.image(image, self.seeds[slot])
+        metrics.VARIANTS.labels("epoch").inc(stop - start)
         return []
 
     def frame(self, start: int, header_bytes: int) -> list[Buffer]:

@@ -10,6 +10,8 @@ from typing import Any
 
 from augserve_client.protocol.errors import ErrorCode
 
+from .logs import with_request_id
+
 
 class ServiceError(Exception):
     """A failure with a stable code and the details a caller needs to fix the request."""
@@ -31,6 +33,8 @@ def limit_exceeded(code: ErrorCode, limit: str, value: int, message: str, **deta
 
 def stream_error_body(error: Exception) -> dict[str, Any]:
     """The body written into a stream that fails after it started (the status line is already sent)."""
-    if isinstance(error, ServiceError):
-        return error.body()
-    return {"code": ErrorCode.INTERNAL.value, "message": f"the stream failed after it started: {error}"}
+    body = error.body() if isinstance(error, ServiceError) else {
+        "code": ErrorCode.INTERNAL.value,
+        "message": f"the stream failed after it started: {error}",
+    }
+    return with_request_id(body)

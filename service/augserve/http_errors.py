@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from .errors import ServiceError
+from .logs import with_request_id
 
 log = logging.getLogger("augserve.errors")
 # Starlette's own refusals (an unknown route, a wrong method, a body FastAPI cannot parse) by status.
@@ -34,7 +35,7 @@ def _respond(error: ServiceError) -> JSONResponse:
         headers["Retry-After"] = str(error.details["retry_after"])
     if error.code is ErrorCode.UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error.body(), status_code=error.code.status, headers=headers or None)
+    return JSONResponse(with_request_id(error.body()), status_code=error.code.status, headers=headers or None)
 
 
 async def _service_error(_: Request, error: Exception) -> JSONResponse:
@@ -58,14 +59,14 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     if isinstance(error.__cause__, ServiceError):  # FastAPI turns what BodyLimit raises mid-JSON-body into a 400
         return _respond(error.__cause__)
     code = HTTP_CODES.get(error.status_code, ErrorCode.HTTP_ERROR)
-    return JSONResponse({"code": code.value, "message": str(error.detail)}, status_code=error.status_code)
+    body = with_request_id({"code": code.value, "message": str(error.detail)})
+    return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
 
 
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=error)
-    return JSONResponse(
-        {"code": ErrorCode.INTERNAL.value, "message": "internal error; see the server log"}, status_code=500
-    )
+    body = with_request_id({"code": ErrorCode.INTERNAL.value, "message": "internal error; see the server log"})
+    return JSONResponse(body, status_code=500)
 
 
 def install(app: FastAPI) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
     threads: int = Field(0, ge=0, le=256, description="augmentation threads per worker; 0: cores / workers")
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="log lines as text, or one JSON object each")
+    metrics_need_key: bool = Field(False, description="with a keys file, /metrics too needs a key (any role)")
 
     keys_file: Path | None = Field(
         None, description="API keys (hashes, names, roles: see augserve.keys); unset: anyone who reaches the port"

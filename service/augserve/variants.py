@@ -17,7 +17,7 @@ from augserve_client.protocol.seeds import derive_seed, fresh_seed
 from augserve_client.protocol.spec import Crop, Spec
 from augserve_client.protocol.wire import END_OF_ARCHIVE, ERROR_MEMBER, Buffer, json_bytes, member_stem, tar_member
 
-from . import codecs
+from . import codecs, metrics
 from .engine import Pipeline
 from .errors import stream_error_body
 from .preflight import check_fits
@@ -123,11 +123,14 @@ async def _decode_all(
 
 def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str, np.ndarray, int]]) -> list[Buffer]:
     pipeline = state.pipelines.get(spec)  # once per job: the lookup serialises the spec to JSON
-    return [
-        part
-        for index, name, image, variant in items
-        for part in _variant(pipeline, spec, seed, index, name, image, variant)
-    ]
+    with metrics.AUGMENT_SECONDS.time():
+        parts = [
+            part
+            for index, name, image, variant in items
+            for part in _variant(pipeline, spec, seed, index, name, image, variant)
+        ]
+    metrics.VARIANTS.labels("augment").inc(len(items))
+    return parts
 
 
 def _variant(

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..keys import Caller, forbidden
+from ..metrics import KEY_REQUESTS
 from ..state import AppState
 
 
@@ -24,8 +25,12 @@ def admit_work(state: State) -> None:
 
 
 def caller(request: Request, state: State) -> Caller:
-    """Who sent the request, from its API key (401 without a known one, when the server has keys)."""
-    return state.keys.caller(request.headers.get("authorization"))
+    """Who sent the request, from its API key (401 without a known one, when the server has keys); the access
+    line and the per-key counter name it."""
+    who = state.keys.caller(request.headers.get("authorization"))
+    request.state.key = who.name
+    KEY_REQUESTS.labels(who.name).inc()
+    return who
 
 
 def _role(role: str) -> Callable[[Caller], Caller]:

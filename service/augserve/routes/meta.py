@@ -6,8 +6,10 @@ from typing import Any
 
 from augserve_client.protocol.spec import EXAMPLE_SPEC, OPS, Output, Spec
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from .. import metrics
+from .deps import caller
 from .forms import parse_spec
 
 router = APIRouter()
@@ -18,6 +20,16 @@ router = APIRouter()
 async def livez() -> dict[str, str]:
     """Liveness: the process answers (``/healthz`` is the same)."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def metrics_route(request: Request) -> Response:
+    """Prometheus metrics of every worker process (behind a key when ``metrics_need_key`` is set)."""
+    state = request.app.state.augserve
+    if state.settings.metrics_need_key:
+        caller(request, state)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/readyz", tags=["health"])
