@@ -310,7 +310,7 @@ def test_validate_refuses_bad_specs_naming_the_field(
     [
         ("GET", "/v1/nothing-here", None, 404, "not_found"),
         ("GET", "/v1/augment", None, 405, "method_not_allowed"),
-        ("POST", "/v1/datasets", b"\xff", 400, "http_error"),  # a JSON body that is not even UTF-8
+        ("POST", "/v1/datasets", b"\xff", 422, "invalid_request"),  # a JSON body that is not even UTF-8
     ],
 )
 def test_unknown_routes_and_methods_are_json_too(

@@ -114,3 +114,33 @@ def test_a_file_swapped_for_a_symlink_after_registration_is_never_served(
                 received.append(batch.images)
     assert refused.value.code == "path_outside_root" and "swap/cls/1.png" in refused.value.message
     assert len(received) == 1 and not any((images == 251).all() for images in received)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{", "not valid JSON (at character 1"),
+        (b"\xff", "'utf-8' codec can't decode"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"name": "x", "items": [{"blob": "a", "label": ' + b"9" * 5000 + b"}]}", "Exceeds the limit (4300 digits)"),
+    ],
+    ids=["truncated", "not UTF-8", "deeply nested", "5000-digit label"],
+)
+def test_a_body_that_cannot_be_read_as_json_is_named(hostile: ServerProcess, body: bytes, fragment: str) -> None:
+    response = httpx.post(
+        f"{hostile.url}/v1/datasets", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    assert fragment in response.json()["message"]
+
+
+def test_a_dataset_of_more_items_than_the_limit_is_refused(tmp_path: Path, photos: list[np.ndarray]) -> None:
+    server = ServerProcess(tmp_path / "data", max_dataset_items=3).start()
+    try:
+        with Client(server.url) as client:
+            blob = client.request("POST", "/v1/blobs", files=[("files", ("a.png", encode(photos[0][:8, :8], "PNG")))])
+            items = [{"blob": blob.json()["blobs"][0]["sha256"], "label": index} for index in range(4)]
+            response = httpx.post(f"{server.url}/v1/datasets", json={"name": "many", "items": items})
+        assert response.status_code == 413 and response.json()["limit"] == "max_dataset_items"
+    finally:
+        server.stop()

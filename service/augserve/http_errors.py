@@ -46,6 +46,10 @@ async def _service_error(_: Request, error: Exception) -> JSONResponse:
 async def _request_validation(_: Request, error: Exception) -> JSONResponse:
     """FastAPI's body validation, in our shape; a problem inside the embedded spec is ``invalid_spec``."""
     assert isinstance(error, RequestValidationError)
+    broken = next((e for e in error.errors() if e["type"] == "json_invalid"), None)
+    if broken is not None:  # its location is a character position, not a field
+        message = f"the body is not valid JSON (at character {broken['loc'][-1]}: {broken['ctx']['error']})"
+        return _respond(ServiceError(ErrorCode.INVALID_REQUEST, message))
     problems = [{"field": field_path(e["loc"][1:], ""), "message": e["msg"]} for e in error.errors()]
     first = problems[0] if problems else {"field": None, "message": "invalid request"}
     field = first["field"] or ""
@@ -58,9 +62,18 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     if isinstance(error.__cause__, ServiceError):  # FastAPI turns what BodyLimit raises mid-JSON-body into a 400
         return _respond(error.__cause__)
+    if error.status_code == 400 and isinstance(error.__cause__, ValueError | RecursionError):
+        return _respond(ServiceError(ErrorCode.INVALID_REQUEST, _unreadable_json(error.__cause__)))
     code = HTTP_CODES.get(error.status_code, ErrorCode.HTTP_ERROR)
     body = with_request_id({"code": code.value, "message": str(error.detail)})
     return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+
+
+def _unreadable_json(cause: Exception) -> str:
+    """What stopped FastAPI reading a JSON body that parsers do not call malformed (it answers only 400)."""
+    if isinstance(cause, RecursionError):
+        return "the JSON body is nested too deeply"
+    return f"the body could not be read as JSON: {cause}"  # not UTF-8; an integer of thousands of digits
 
 
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:

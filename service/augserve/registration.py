@@ -12,7 +12,7 @@ from augserve_client.protocol.datasets import CreateDataset
 from augserve_client.protocol.errors import ErrorCode
 
 from . import codecs
-from .errors import ServiceError
+from .errors import ServiceError, limit_exceeded
 from .state import AppState
 from .store import Manifest, decoded_key, now
 
@@ -47,6 +47,10 @@ def build_manifest(state: AppState, body: CreateDataset, owner: str) -> Manifest
                 field=f"items[{keys.index(missing[0])}].blob",
             )
         paths = [store.blob_path(key) for key in keys]
+    if len(keys) > state.settings.max_dataset_items:
+        limit = state.settings.max_dataset_items
+        message = f"the dataset has {len(keys)} items"
+        raise limit_exceeded(ErrorCode.TOO_MANY_IMAGES, "max_dataset_items", limit, message, field="items")
     sizes, total = [], 0
     for key, path in zip(keys, paths, strict=True):
         data = path.read_bytes()

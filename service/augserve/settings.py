@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_variants: int = Field(64, gt=0, description="variants per image in one /v1/augment request")
     max_batch_size: int = Field(1024, gt=0, description="samples in one streamed batch")
     max_upload_files: int = Field(1000, gt=0, description="files in one dataset upload request")
+    max_dataset_items: int = Field(
+        100_000, gt=0, description="items in one dataset (each file's header is read when it is registered)"
+    )
 
     max_request_decoded_bytes: int = Field(
         1024 * MiB, gt=0, description="bytes the images of one /v1/augment request may decode to (413 beyond)"
