@@ -102,6 +102,14 @@ def indexed_files(tmp_path_factory: pytest.TempPathFactory, photos: list[np.ndar
 
 
 @pytest.fixture(scope="session")
+def indexed(dataset_server: ServerProcess, indexed_files: list[Path]) -> str:
+    """The 48 indexed files registered on ``dataset_server`` as ``indexed``, label == index."""
+    with Client(dataset_server.url) as client:
+        labels = list(range(len(indexed_files)))
+        return client.upload_dataset("indexed", indexed_files, labels=labels, progress=False)["name"]
+
+
+@pytest.fixture(scope="session")
 def small_spec() -> dict[str, object]:
     """Every sample comes out 32x32 whatever its size: the shape a batch needs."""
     return {

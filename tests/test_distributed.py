@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from augserve.devserver import ServerProcess, free_port
-from augserve_client import Client
 from augserve_client.torch_dataset import AugmentedDataset
 from torch.utils.data import DataLoader
 
@@ -27,12 +26,6 @@ N = 48
 EPOCH = 1  # not the default: set_epoch must reach the workers however they were started
 TESTS = Path(__file__).resolve().parent
 TOPOLOGY_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-@pytest.fixture(scope="module")
-def indexed(dataset_server: ServerProcess, indexed_files: list[Path]) -> str:
-    with Client(dataset_server.url) as client:
-        return client.upload_dataset("distributed", indexed_files, labels=list(range(N)), progress=False)["name"]
 
 
 def dataset(server: ServerProcess, name: str, spec: dict, **options: object) -> AugmentedDataset:

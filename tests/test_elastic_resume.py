@@ -10,19 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from augserve.devserver import ServerProcess
-from augserve_client import Client
 from augserve_client.torch_dataset import AugmentedDataset
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 pytestmark = pytest.mark.slow
 N, EPOCH = 48, 5
-
-
-@pytest.fixture(scope="module")
-def elastic(dataset_server: ServerProcess, indexed_files: list[Path]) -> str:
-    with Client(dataset_server.url) as client:
-        return client.upload_dataset("elastic", indexed_files, labels=list(range(N)), progress=False)["name"]
 
 
 def dataset(server: ServerProcess, name: str, spec: dict, **topology: int) -> AugmentedDataset:
@@ -48,7 +41,7 @@ def collect(batches: object, found: dict[int, bytes]) -> list[int]:
 )
 def test_a_run_resumes_exactly_once_on_another_topology(
     dataset_server: ServerProcess,
-    elastic: str,
+    indexed: str,
     small_spec: dict,
     tmp_path: Path,
     ranks: int,
@@ -57,13 +50,13 @@ def test_a_run_resumes_exactly_once_on_another_topology(
     workers_after: int,
 ) -> None:
     whole: dict[int, bytes] = {}
-    collect(DataLoader(dataset(dataset_server, elastic, small_spec), batch_size=None), whole)
+    collect(DataLoader(dataset(dataset_server, indexed, small_spec), batch_size=None), whole)
 
     found: dict[int, bytes] = {}
     before, states = [], []
     for rank in range(ranks):  # each rank steps as far as the others, as DDP ranks do
         loader = StatefulDataLoader(
-            dataset(dataset_server, elastic, small_spec, rank=rank, world_size=ranks),
+            dataset(dataset_server, indexed, small_spec, rank=rank, world_size=ranks),
             batch_size=None,
             num_workers=workers,
         )
@@ -72,11 +65,11 @@ def test_a_run_resumes_exactly_once_on_another_topology(
         states.append(loader.state_dict())
         del iterator, loader  # the job is preempted
 
-    progress = dataset(dataset_server, elastic, small_spec, rank=0, world_size=ranks).progress(*states)
+    progress = dataset(dataset_server, indexed, small_spec, rank=0, world_size=ranks).progress(*states)
     json.dumps(progress)  # a plain, inspectable document
     torch.save(progress, tmp_path / "progress.pt")
 
-    resumed = dataset(dataset_server, elastic, small_spec)
+    resumed = dataset(dataset_server, indexed, small_spec)
     resumed.load_progress(torch.load(tmp_path / "progress.pt"))
     after = collect(DataLoader(resumed, batch_size=None, num_workers=workers_after), found)
     assert len(before) == ranks * steps * 4 and sorted(before + after) == list(range(N))
@@ -84,11 +77,11 @@ def test_a_run_resumes_exactly_once_on_another_topology(
 
 
 def test_progress_is_refused_by_a_dataset_whose_order_differs(
-    dataset_server: ServerProcess, elastic: str, small_spec: dict
+    dataset_server: ServerProcess, indexed: str, small_spec: dict
 ) -> None:
-    data = dataset(dataset_server, elastic, small_spec)
+    data = dataset(dataset_server, indexed, small_spec)
     progress = data.progress(data.state_dict())
     assert (progress["epoch"], progress["prefix"], progress["also"]) == (EPOCH, 0, [])
-    other = AugmentedDataset(dataset_server.url, elastic, small_spec, batch_size=4, seed=22)
+    other = AugmentedDataset(dataset_server.url, indexed, small_spec, batch_size=4, seed=22)
     with pytest.raises(ValueError, match="order would differ"):
         other.load_progress(progress)

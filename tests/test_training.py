@@ -24,12 +24,6 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 N = 48
 
 
-@pytest.fixture(scope="module")
-def indexed(dataset_server: ServerProcess, indexed_files: list[Path]) -> str:
-    with Client(dataset_server.url) as client:
-        return client.upload_dataset("indexed", indexed_files, labels=list(range(N)), progress=False)["name"]
-
-
 def dataset(server: ServerProcess, name: str, spec: dict, **options: object) -> AugmentedDataset:
     return AugmentedDataset(server.url, name, spec, batch_size=4, seed=11, prefetch=2, **options)
 
