@@ -7,7 +7,9 @@ outside the data root.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +146,62 @@ def test_a_dataset_of_more_items_than_the_limit_is_refused(tmp_path: Path, photo
         assert response.status_code == 413 and response.json()["limit"] == "max_dataset_items"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with short framing limits, so slow clients are cut in a second or two."""
+    limits = {"max_header_bytes": 8192, "header_timeout": 1, "body_min_rate": 1000, "body_grace_seconds": 1}
+    server = ServerProcess(tmp_path_factory.mktemp("guarded") / "data", **limits).start()
+    yield server
+    server.stop()
+
+
+def answer(sock: socket.socket, seconds: float) -> bytes:
+    """What the server sends until it closes the connection (or ``seconds`` pass)."""
+    sock.settimeout(seconds)
+    received = b""
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_headers_over_the_limit_get_431_and_a_closed_connection(guarded: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(b"GET /v1/ops HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * 60_000 + b"\r\n\r\n")
+        reply = answer(sock, 10)
+    assert reply.startswith(b"HTTP/1.1 431 ") and b"max_header_bytes" in reply
+
+
+def test_headers_that_never_end_get_408(guarded: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(b"GET /v1/ops HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        started = time.monotonic()
+        reply = answer(sock, 10)
+    assert reply.startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 5
+
+
+def test_a_connection_that_sends_nothing_is_closed(guarded: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        started = time.monotonic()
+        assert answer(sock, 10).startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 5
+
+
+def test_a_body_trickling_in_is_cut(guarded: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(b"POST /v1/specs/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        sock.sendall(b"Content-Length: 100000\r\n\r\n")
+        sock.settimeout(0.2)
+        started, reply = time.monotonic(), b""
+        while time.monotonic() - started < 8 and not reply:
+            with contextlib.suppress(OSError):
+                sock.sendall(b" " * 20)  # 100 B/s
+            with contextlib.suppress(TimeoutError):
+                reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408 ") and b"body_min_rate" in reply
+
+
+def test_a_guarded_server_still_serves_ordinary_requests(guarded: ServerProcess) -> None:
+    assert httpx.get(f"{guarded.url}/v1/ops", headers={"X-Trace": "t" * 4000}).status_code == 200
+    assert "Traceback" not in guarded.log()

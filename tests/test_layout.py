@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = ROOT / "service" / "augserve"
 PROTOCOL = ROOT / "clients" / "python" / "augserve_client" / "protocol"
-HTTP_LAYER = {"app.py", "routes", "http_errors.py", "body_limit.py", "request_log.py"}
+HTTP_LAYER = {"app.py", "routes", "http_errors.py", "body_limit.py", "request_log.py", "http_guard.py"}
 WEB_FRAMEWORKS = {"fastapi", "starlette", "uvicorn"}
 
 

@@ -27,6 +27,7 @@ def run_server(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        http="augserve.http_guard:GuardedHttpToolsProtocol",  # header size and time, body rate: see there
         timeout_graceful_shutdown=5,
     )
 

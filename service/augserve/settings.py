@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     data_root: Path | None = Field(None, description="read-only root for server-side folder datasets")
 
     max_request_bytes: int = Field(256 * MiB, gt=0, description="bytes in one request body")
+    max_header_bytes: int = Field(64 * 1024, gt=0, description="bytes of a request's line and headers (431 beyond)")
+    header_timeout: float = Field(10.0, gt=0, description="seconds a request's headers may take to arrive (408)")
+    body_min_rate: int = Field(1024, ge=0, description="bytes per second a request body must arrive at, at least")
+    body_grace_seconds: float = Field(10.0, ge=0, description="seconds of a body before its rate is judged")
     max_file_bytes: int = Field(64 * MiB, gt=0, description="bytes in one uploaded file")
     max_pixels: int = Field(40_000_000, gt=0, description="pixels in one decoded image (decompression-bomb guard)")
     max_images: int = Field(256, gt=0, description="images in one /v1/augment request")
