@@ -31,6 +31,10 @@ $(VENV)/.dev: pyproject.toml
 system-deps:
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx)
+	# Debian's Chromium for tests/test_playground.py: playwright drives it (never `playwright install`, which
+	# downloads a browser).
+	test -x /usr/bin/chromium || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
 serve: $(VENV)/.server
 	mkdir -p data
