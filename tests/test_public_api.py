@@ -107,6 +107,7 @@ def test_every_error_code_maps_to_its_exception_and_status() -> None:
         "http_error": (400, InvalidRequestError),
         "shutting_down": (503, InternalServerError),
         "server_busy": (503, InternalServerError),
+        "insufficient_storage": (507, InternalServerError),
         "client_closed": (499, InvalidRequestError),
         "internal": (500, InternalServerError),
     }

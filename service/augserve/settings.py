@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     )
     max_streams_per_key: int = Field(0, ge=0, description="streams one key may have open at once; 0: no limit")
     data_dir: Path = Field(Path("data"), description="writable store for uploaded datasets (shared by replicas)")
+    blob_grace_seconds: float = Field(
+        3600.0, ge=0, description="deleting a dataset reclaims blobs no dataset lists, untouched this long"
+    )
     data_root: Path | None = Field(None, description="read-only root for server-side folder datasets")
 
     max_request_bytes: int = Field(256 * MiB, gt=0, description="bytes in one request body")

@@ -13,8 +13,11 @@ success) or conflicts (409). Folder datasets read files under the read-only ``da
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -30,6 +33,7 @@ from augserve_client.protocol.errors import ErrorCode
 from .errors import ServiceError
 from .keys import ANONYMOUS, Caller, forbidden
 
+log = logging.getLogger("augserve.store")
 NAME = re.compile(NAME_PATTERN)
 HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -100,13 +104,20 @@ class DatasetStore:
                 raise ServiceError(
                     ErrorCode.INVALID_REQUEST, f"{digest!r} is not a lowercase SHA-256 hex digest", field="hashes"
                 )
-        return [digest for digest in digests if not self.blob_path(digest).exists()]
+        present, missing = [], []
+        for digest in digests:
+            (present if self.blob_path(digest).exists() else missing).append(digest)
+        for digest in present:  # about to be referenced: fresh again, so reclaiming leaves it (see reclaim.py)
+            _touch(self.blob_path(digest))
+        return missing
 
     def put_blob(self, data: bytes) -> str:
         """Store ``data`` under its SHA-256 (once: an existing blob is left alone) and return the digest."""
         digest = hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
-        if not path.exists():
+        if path.exists():
+            _touch(path)
+        else:
             path.parent.mkdir(exist_ok=True)
             _write_atomically(path, data, replace=True)
         return digest
@@ -157,8 +168,8 @@ class DatasetStore:
         return manifests
 
     def delete(self, name: str, caller: Caller = ANONYMOUS) -> None:
-        """Remove the manifest, if ``caller`` owns it or is an admin. Blobs stay (other datasets may share them,
-        and re-registering is then free)."""
+        """Remove the manifest, if ``caller`` owns it or is an admin. Its blobs stay here (other datasets may
+        share them): reclaiming the ones nothing lists is :func:`augserve.reclaim.reclaim_blobs`'s."""
         manifest = self.get(name)
         if not caller.may("admin") and manifest.owner != caller.name:
             raise forbidden(f"dataset {name!r} belongs to {manifest.owner!r}; only its owner or an admin may delete it")
@@ -201,7 +212,8 @@ class DatasetStore:
         """An ImageFolder under the root: (paths relative to the root, class indices, class names).
 
         Refuses absolute paths, ``..`` and anything (the folder, a class directory, a file) whose real path,
-        symlinks followed, lies outside the root.
+        symlinks followed, lies outside the root. What is not an image in a class folder, and files beside the
+        class folders, are left out; the server log names them (hidden files excepted).
         """
         if self.root is None:
             raise ServiceError(
@@ -223,6 +235,7 @@ class DatasetStore:
             )
         classes = sorted(entry.name for entry in base.iterdir() if entry.is_dir())
         paths, labels = [], []
+        skipped = sorted(entry.name for entry in base.iterdir() if not entry.is_dir() and entry.name[0] != ".")
         for label, name in enumerate(classes):
             class_dir = self._inside_root(base / name, f"{folder}/{name}")
             for file in sorted(class_dir.iterdir()):
@@ -230,11 +243,21 @@ class DatasetStore:
                     real = self._inside_root(file, f"{folder}/{name}/{file.name}")
                     paths.append(str(real.relative_to(self.root)))
                     labels.append(label)
+                elif file.name[0] != ".":  # hidden files (.DS_Store) go unmentioned
+                    skipped.append(f"{name}/{file.name}" + "/" * file.is_dir())
         if not paths:
             raise ServiceError(
                 ErrorCode.INVALID_REQUEST,
                 f"folder {folder!r} holds no images in class subfolders (ImageFolder layout: folder/<class>/<image>)",
                 field="folder",
+            )
+        if skipped:  # the registered count is smaller than the folder looks: say what was left out
+            log.warning(
+                "folder %r: left out %d entries that are not images in class folders: %s%s",
+                folder,
+                len(skipped),
+                ", ".join(skipped[:5]),
+                f" and {len(skipped) - 5} more" if len(skipped) > 5 else "",
             )
         return paths, labels, classes
 
@@ -270,12 +293,32 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _touch(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):  # reclaimed meanwhile: the caller's next step says so
+        os.utime(path)
+
+
 def _write_atomically(path: Path, data: bytes, replace: bool) -> bool:
-    """Write via a temporary file; with ``replace=False`` never overwrite (returns False if ``path`` exists)."""
+    """Write via a temporary file; with ``replace=False`` never overwrite (returns False if ``path`` exists).
+    A full disk is a 507 and leaves nothing behind: not the temporary file, not a partial ``path``."""
+    try:
+        return _write_via_temporary(path, data, replace)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        message = f"the server's data dir is full; {len(data)} bytes could not be stored"
+        raise ServiceError(ErrorCode.INSUFFICIENT_STORAGE, message) from None
+
+
+def _write_via_temporary(path: Path, data: bytes, replace: bool) -> bool:
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         if replace:
             os.replace(temporary, path)
             return True

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from .. import epoch_stream, registration
+from ..reclaim import reclaim_blobs
 from .deps import Reader, State, Writer
 from .forms import read_files, read_form
 from .responses import CutOnFailureResponse
@@ -72,8 +73,10 @@ async def describe_dataset(name: str, state: State, _: Reader) -> dict[str, Any]
 
 @router.delete("/v1/datasets/{name}", status_code=204)
 async def delete_dataset(name: str, state: State, who: Writer) -> Response:
-    """Delete a dataset: its owner (the key that registered it) or an admin key."""
+    """Delete a dataset: its owner (the key that registered it) or an admin key. Blobs no dataset lists any
+    more are reclaimed (those untouched for ``blob_grace_seconds``)."""
     await state.io(state.store.delete, name, who)
+    await state.io(reclaim_blobs, state.store, state.settings.blob_grace_seconds)
     return Response(status_code=204)
 
 
@@ -83,14 +86,15 @@ async def delete_dataset(name: str, state: State, who: Writer) -> Response:
     responses={200: {"content": {MEDIA_TYPE_FRAMES: {}}, "description": "batch frames (docs/wire-format.md)"}},
 )
 async def stream_epoch(name: str, body: EpochRequest, state: State, who: Reader) -> StreamingResponse:
-    """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say its length, how many
-    batches the shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
+    """Stream one shard of one epoch, batch by batch, from ``start_batch``; headers say its length (when raw), how
+    many batches the shard has (``X-Augserve-Batches``) and the cache's hits and misses when the stream started."""
     manifest = await state.io(state.store.get, name)
     owner = object()  # this stream's turn in the pool, for its plan and its batches
     stream = await state.compute(owner, epoch_stream.open_epoch, state, owner, manifest, body)
     plan, cache = stream.plan, stream.cache
+    length = plan.content_length()  # None: an encoded stream, sent in chunks
     headers = {
-        "Content-Length": str(plan.content_length()),
+        **({"Content-Length": str(length)} if length is not None else {}),
         "X-Augserve-Batches": str(plan.total),
         "X-Augserve-Shape": f"{plan.shape[0]}x{plan.shape[1]}x3",
         "X-Augserve-Cache": f"hits={cache['hits']};misses={cache['misses']}",

@@ -54,6 +54,7 @@ class ErrorCode(str, Enum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"  # any other HTTP-level refusal; it travels with its own status
     SHUTTING_DOWN = "shutting_down"  # the replica is draining: retry elsewhere, or here after Retry-After
+    INSUFFICIENT_STORAGE = "insufficient_storage"  # the data dir is full; nothing partial was kept
     SERVER_BUSY = "server_busy"  # a budget is in use by other requests: retry after Retry-After
     CLIENT_CLOSED = "client_closed"  # the client left before its answer (logged; nobody reads it)
     INTERNAL = "internal"
@@ -79,6 +80,7 @@ _STATUS = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.HTTP_ERROR: 400,
     ErrorCode.SHUTTING_DOWN: 503,
+    ErrorCode.INSUFFICIENT_STORAGE: 507,
     ErrorCode.SERVER_BUSY: 503,
     ErrorCode.CLIENT_CLOSED: 499,
     ErrorCode.INTERNAL: 500,
