@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-HOST   ?= 127.0.0.1
-PORT   ?= 8000
+# `make serve PORT=8011` and `AUGSERVE_PORT=8011 make serve` both work: a make variable, else the environment's.
+HOST   ?= $(or $(AUGSERVE_HOST),127.0.0.1)
+PORT   ?= $(or $(AUGSERVE_PORT),8000)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: serve test lint bench bench-smoke clean
@@ -38,7 +39,7 @@ system-deps:
 
 serve: $(VENV)/.server
 	mkdir -p data
-	AUGSERVE_HOST=$(HOST) AUGSERVE_PORT=$(PORT) AUGSERVE_DATA_DIR=$(CURDIR)/data $(BIN)/augserve
+	$(BIN)/augserve serve --host $(HOST) --port $(PORT) --data-dir $(CURDIR)/data
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -341,3 +341,18 @@ def test_datasets_upload_ls_show_rm(server: ServerProcess, photos: list[np.ndarr
 def test_an_unreachable_server_is_one_line() -> None:
     line = one_line_error(run("datasets", "ls", "--url", f"http://127.0.0.1:{free_port()}"))
     assert "cannot reach the server" in line and "augserve serve" in line
+
+
+@pytest.mark.parametrize(
+    ("variables", "environment_port", "port"), [({}, "8011", "8011"), ({"PORT": "8012"}, "8011", "8012")]
+)
+def test_make_serve_takes_the_port_from_make_or_the_environment(
+    variables: dict[str, str], environment_port: str, port: str
+) -> None:
+    """`AUGSERVE_PORT=8011 make serve` used to bind 8000: the Makefile set the variable over the environment's."""
+    root = Path(__file__).resolve().parent.parent
+    arguments = [f"{name}={value}" for name, value in variables.items()]
+    env = {**os.environ, "AUGSERVE_PORT": environment_port}
+    dry = subprocess.run(["make", "-n", "serve", *arguments], cwd=root, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert f"augserve serve --host 127.0.0.1 --port {port} " in dry.stdout
