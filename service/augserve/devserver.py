@@ -46,7 +46,8 @@ class ServerProcess:
         }
         env.update({f"AUGSERVE_{key.upper()}": str(value) for key, value in self.settings.items()})
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "augserve", "serve"], env=env, stdout=log, stderr=log)
+            command = [sys.executable, "-m", "augserve", "serve"]
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         self.wait_ready(timeout)
         return self
 
