@@ -19,10 +19,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUGSERVE_", extra="forbid")
 
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 only inside a container")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
     threads: int = Field(0, ge=0, le=256, description="augmentation threads per worker; 0: cores / workers")
-    log_level: str = "info"
+    log_level: str = Field("info", description="debug, info, warning or error: the service's and uvicorn's logs")
     log_format: Literal["text", "json"] = Field("text", description="log lines as text, or one JSON object each")
     metrics_need_key: bool = Field(False, description="with a keys file, /metrics too needs a key (any role)")
 

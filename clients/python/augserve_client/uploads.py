@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,15 +31,34 @@ def sha256_file(path: Path) -> str:
 
 
 def image_folder(folder: Path) -> tuple[list[Path], list[str]]:
-    """A local ImageFolder (folder/<class>/<image>): files and their class names, in a stable order."""
-    files, labels = [], []
-    for class_dir in sorted(entry for entry in folder.iterdir() if entry.is_dir()):
-        for file in sorted(class_dir.iterdir()):
+    """A local ImageFolder (folder/<class>/<image>): files and their class names, in a stable order.
+
+    What is not an image in a class folder (a text file, a subfolder) and files beside the class folders are
+    left out, with a warning naming them, so a dataset is never silently smaller than the folder looks. Hidden
+    files (``.DS_Store``) are left out without one.
+    """
+    files, labels, skipped = [], [], []
+    for entry in sorted(folder.iterdir()):
+        if not entry.is_dir():
+            skipped.append(entry)
+            continue
+        for file in sorted(entry.iterdir()):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(file)
-                labels.append(class_dir.name)
+                labels.append(entry.name)
+            else:
+                skipped.append(file)
     if not files:
         raise ValueError(f"{folder} holds no images in class subfolders (folder/<class>/<image>)")
+    shown = [path.relative_to(folder).as_posix() + "/" * path.is_dir() for path in skipped if path.name[0] != "."]
+    if shown:
+        listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+        warnings.warn(
+            f"{folder}: left out {len(shown)} {'entry' if len(shown) == 1 else 'entries'} that are not images in "
+            f"class folders: {listed} (images end in {', '.join(sorted(IMAGE_SUFFIXES))})",
+            UserWarning,
+            stacklevel=3,
+        )
     return files, labels
 
 
