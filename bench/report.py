@@ -230,6 +230,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {entry['clients']} concurrent client(s) | {entry['p50_ms']} | {entry['p99_ms']} "
             f"| {entry['variants_per_s']:.0f} |"
         )
+    if "encodings" in results:
+        lines += ["", *encoding_lines(results)]
     first = latency["first_batch"]
     memory = results["memory"]
     lines += [
@@ -245,6 +247,75 @@ def markdown(results: dict[str, Any]) -> str:
         "again, up to 3 times, keeping the quietest).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def encoding_lines(results: dict[str, Any], heading: bool = False) -> list[str]:
+    """The wire encodings of epoch streams (bench/encodings.py): costs, fidelity, links, zstd levels."""
+    found = results["encodings"]
+    rates = found["rates"]
+    lines = []
+    if heading:
+        info = results["machine"]
+        lines += [
+            "# augserve benchmark: wire encodings of epoch streams",
+            "",
+            f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores shared by client and server; "
+            f"{results['config']['samples']} JPEGs (256-640 px, real photos), the benchmark's spec (224x224 out), "
+            "a 1-worker server, two client streams. Median of the timed windows.",
+            "",
+        ]
+    lines += [
+        "| wire encoding (epoch stream, 1 worker) | bytes/variant | vs raw | variants/s | client ms/variant "
+        "| server ms/variant | other cores | first batch ms | PSNR dB (worst image) | mean / max abs error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, summary in rates.items():
+        psnr = "identical" if summary["identical"] else f"{summary['psnr_db']} ({summary['worst_image_psnr_db']})"
+        errors = "0" if summary["identical"] else f"{summary['mean_abs_error']} / {summary['max_abs_error']}"
+        lines.append(
+            f"| {key} | {summary['bytes_per_variant']} | {summary['bytes_vs_raw']:.3f} "
+            f"| {summary['variants_per_s']:.0f} | {summary['client_ms_per_variant']:.3f} "
+            f"| {summary['server_ms_per_variant']:.3f} | {summary['other_cores']:.2f} "
+            f"| {summary['first_batch_ms']} | {psnr} | {errors} |"
+        )
+    lines += [
+        "",
+        "The codecs alone, in-process on the received variants (the least of a few passes): the server's encoding, "
+        "and the client's reading of whole frames from memory into a batch array (raw: a copy).",
+        "",
+        "| wire encoding | server encode ms/variant | client read ms/variant |",
+        "|---|---:|---:|",
+    ]
+    for key, cost in found["codecs"].items():
+        lines.append(f"| {key} | {cost['encode_ms_per_variant']:.3f} | {cost['read_ms_per_variant']:.3f} |")
+    lines += [
+        "",
+        "What a link carries at these bytes per variant (payload; frame headers add ~40 bytes a variant), and the "
+        "cores the codec needs at that rate (client: reading the frames; servers: encoding, on top of augmenting):",
+        "",
+        "| link | " + " | ".join(rates) + " |",
+        "|---|" + "---:|" * len(rates),
+    ]
+    for link, row in found["links"].items():
+        cells = [
+            f"{cell['variants_per_s']}/s (client {cell['client_cores']}, servers {cell['server_cores']} cores)"
+            for cell in row.values()
+        ]
+        lines.append(f"| {link.replace('_gbe', ' GbE')} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"zstd levels on the received variants, one image at a time (the wire uses level {found['zstd_level']} "
+        "with the up filter; the filter's own cost is in the codecs table's encode, not here):",
+        "",
+        "| filter | level | bytes/variant | ratio | compress ms/variant | decompress ms/variant |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in found["levels"]:
+        lines.append(
+            f"| {row['filter']} | {row['level']} | {row['bytes_per_variant']} | {row['ratio']:.2f} "
+            f"| {row['compress_ms_per_variant']:.3f} | {row['decompress_ms_per_variant']:.3f} |"
+        )
+    return lines
 
 
 def _verdict(met: bool | None) -> str:

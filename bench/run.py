@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def measure_servers(config: Config, dataset: data.Dataset, work: Path) -> dict[str, Any]:
-    """SERVICE (epoch, augment), OURS, latency and formats, one server configuration at a time."""
-    from bench import formats, latency, peer
+    """SERVICE (epoch, augment), OURS, latency, formats and encodings, one server configuration at a time."""
+    from bench import encodings, formats, latency, peer
 
     groups = service.request_groups(service.read_blobs(dataset.files), config)[: config.augment_requests]
     epoch: dict[str, Any] = {}
@@ -95,6 +95,8 @@ def measure_servers(config: Config, dataset: data.Dataset, work: Path) -> dict[s
                 log("latency")
                 found["formats"] = formats.run(server, groups, config)
                 log("formats")
+                found["encodings"] = encodings.run(server, dataset_name, config)
+                log("encodings")
             peaks[name] = round(memory.peak(server) / memory.MiB, 1)
         finally:
             server.stop()

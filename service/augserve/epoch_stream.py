@@ -7,14 +7,21 @@ A batch is one job, except the first batch of a stream: it is split into parts t
 so it arrives in a fraction of its compute time (a trainer waits for it). Later batches are computed ahead
 while earlier ones are sent, so their latency is hidden, and whole-batch jobs keep the per-job overhead low.
 
-The stream's length is fixed by the plan, so the response carries a ``Content-Length``: each frame header is
+A raw stream's length is fixed by the plan, so the response carries a ``Content-Length``: each frame header is
 padded to the size of the widest header its batch could have (largest index, 63-bit seeds, widest label).
 Without a length uvicorn sends chunks, and it joins each chunk with its size line into a new bytes object on
 the event loop: a copy of every batch. With one, the pixels go from the batch array to the socket untouched.
+
+An encoded stream (``zstd``, ``jpeg``: the request's ``encoding``) cannot know its length before it is
+computed, so it is sent in chunks, and a failure needs no room reserved for its error frame. Each job encodes
+the variants it makes, one by one as they come out of the engine (so the parts of a first batch encode in
+parallel, and a variant is encoded while it is still in the cache); the batch's last job joins the frame into
+one buffer, off the event loop, which then copies only the encoded bytes into its chunk.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
@@ -23,11 +30,20 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from augserve_client.protocol.encodings import codec, encode_image
 from augserve_client.protocol.epochs import Batch, EpochRequest, sample_seed, shard_batch_count, shard_batches
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.seeds import SEED_MAX
 from augserve_client.protocol.spec import Spec
-from augserve_client.protocol.wire import Buffer, batch_frame, batch_header, frame, frame_size, header_size
+from augserve_client.protocol.wire import (
+    Buffer,
+    batch_frame,
+    batch_header,
+    encoded_batch_frame,
+    frame,
+    frame_size,
+    header_size,
+)
 
 from . import codecs, metrics
 from .errors import ServiceError, limit_exceeded, stream_error_body
@@ -48,16 +64,23 @@ class Plan:
     batches: list[Batch]  # the batches to send
     total: int  # batches in the whole shard
     shape: tuple[int, int]  # (height, width) of every variant
-    header_bytes: dict[int, int]  # batch length -> the padded header size of its frames
+    header_bytes: dict[int, int]  # batch length -> the padded header size of its frames (raw streams)
+    encoding: str = "raw"
+    quality: int | None = None  # jpeg
 
-    def content_length(self) -> int:
+    def content_length(self) -> int | None:
+        """The stream's exact size; None for an encoded stream, whose size is known only once it is computed."""
+        if self.encoding != "raw":
+            return None
         frames = sum(self._frame_size(len(batch.indices)) for batch in self.batches)
         return frames + _size(end_frame(len(self.batches)))
 
-    def error_room(self) -> int:
+    def error_room(self) -> int | None:
         """The fewest bytes of the stream a failure can leave: a failed batch's frame is never sent (a job
         returns whole frames), so at least the smallest frame and the end frame remain. An error frame this
-        size or smaller always fits, whole, into the stream's Content-Length."""
+        size or smaller always fits, whole, into the stream's Content-Length. None (any size) without one."""
+        if self.encoding != "raw":
+            return None
         smallest = min(map(self._frame_size, self.header_bytes), default=0)  # keys: the batch lengths there are
         return smallest + _size(end_frame(len(self.batches)))
 
@@ -124,7 +147,7 @@ def open_epoch(state: AppState, owner: Hashable, manifest: Manifest, request: Ep
         owner,
         jobs(state, manifest, request, planned),
         trailer=lambda: end_frame(len(planned.batches)),
-        on_error=partial(error_frame, room=planned.error_room()),
+        on_error=partial(error_frame, room=planned.error_room()),  # room None: an encoded stream has no length
     )
     return EpochStream(_first_batch_timed(body, started), planned, state.cache.stats())
 
@@ -160,6 +183,9 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
         message = f"start_batch {request.start_batch} is past the shard's last batch ({total} batches)"
         raise ServiceError(ErrorCode.INVALID_REQUEST, message, field="start_batch")
     batches = shard_batches(count, request)
+    if request.encoding != "raw":
+        codec(request.encoding)  # a server without the codec fails here, before the first byte
+        return Plan(batches, total, shape, {}, request.encoding, request.quality)
     return Plan(batches, total, shape, _header_bytes(manifest, batches, shape))
 
 
@@ -197,6 +223,10 @@ def _fields(number: int, indices: list[int], seeds: list[int], labels: list[int]
 def jobs(state: AppState, manifest: Manifest, request: EpochRequest, plan: Plan) -> Iterator[Job]:
     for number, batch in enumerate(plan.batches):
         indices = batch.indices.tolist()
+        raw = plan.encoding == "raw"
+        parts = 2 * state.settings.pool_threads if number == 0 else 1  # 2 per thread: image sizes vary
+        bounds = np.linspace(0, len(indices), parts + 1).astype(int)
+        ranges = [(int(start), int(stop)) for start, stop in pairwise(bounds[:-1])]
         work = _BatchWork(
             state,
             manifest,
@@ -204,13 +234,16 @@ def jobs(state: AppState, manifest: Manifest, request: EpochRequest, plan: Plan)
             batch,
             indices,
             [sample_seed(request.seed, request.epoch, index) for index in indices],
-            np.empty((len(indices), *plan.shape, 3), dtype=np.uint8),
+            np.empty((len(indices), *plan.shape, 3), dtype=np.uint8) if raw else None,
+            plan.shape,
+            plan.encoding,
+            plan.quality,
+            [] if raw else [b""] * len(indices),
+            None if raw else _Parts(ranges),
         )
-        parts = 2 * state.settings.pool_threads if number == 0 else 1  # 2 per thread: image sizes vary
-        bounds = np.linspace(0, len(indices), parts + 1).astype(int)
-        for start, stop in pairwise(bounds[:-1]):
-            yield partial(work.fill, int(start), int(stop))
-        yield partial(work.frame, int(bounds[-2]), plan.header_bytes[len(indices)])
+        for start, stop in ranges:
+            yield partial(work.fill, start, stop)
+        yield partial(work.frame, int(bounds[-2]), plan.header_bytes.get(len(indices), 0))
 
 
 def decoded(state: AppState, manifest: Manifest, index: int) -> np.ndarray:
@@ -222,7 +255,8 @@ def decoded(state: AppState, manifest: Manifest, index: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _BatchWork:
-    """One batch's samples, their seeds (derived once), and the array its parts fill."""
+    """One batch's samples, their seeds (derived once), and what its parts fill: the batch's array (raw), or
+    each sample's encoded bytes (an encoded stream, which has no array)."""
 
     state: AppState
     manifest: Manifest
@@ -230,27 +264,81 @@ class _BatchWork:
     batch: Batch
     indices: list[int]
     seeds: list[int]
-    images: np.ndarray
+    images: np.ndarray | None
+    shape: tuple[int, int]  # (height, width) of every variant
+    encoding: str
+    quality: int | None
+    encoded: list[bytes]
+    parts: _Parts | None  # encoded: which job computes which part (see _Parts)
 
     def fill(self, start: int, stop: int) -> list[Buffer]:
-        """Augment samples ``start:stop`` into their slots of ``images``; returns nothing to send.
+        """Augment samples ``start:stop`` into their slots of ``images`` or ``encoded``; returns nothing to send.
 
         A stream sends job results in job order, so the frame (which views ``images``, returned by the batch's
-        last job) goes out only after every part has been awaited, even if the last job finished first."""
+        last job) goes out only after every part has been awaited, even if the last job finished first. An
+        encoded frame copies the parts' bytes when it is made instead: see :class:`_Parts`."""
+        if self.parts is None:
+            self._fill(start, stop)
+        elif self.parts.take((start, stop)):
+            try:
+                self._fill(start, stop)
+            finally:
+                self.parts.finish((start, stop))
+        return []
+
+    def _fill(self, start: int, stop: int) -> None:
         pipeline = self.state.pipelines.get(self.spec)
         with metrics.AUGMENT_SECONDS.time():
             for slot in range(start, stop):
-                image = decoded(self.state, self.manifest, self.indices[slot])
-                self.images[slot] = pipeline.image(image, self.seeds[slot])
+                variant = pipeline.image(decoded(self.state, self.manifest, self.indices[slot]), self.seeds[slot])
+                if self.images is not None:
+                    self.images[slot] = variant
+                else:
+                    self.encoded[slot] = encode_image(variant, self.encoding, self.quality)
         metrics.VARIANTS.labels("epoch").inc(stop - start)
-        return []
 
     def frame(self, start: int, header_bytes: int) -> list[Buffer]:
         """Augment the samples from ``start`` on (the earlier ones came from parts) and frame the whole batch."""
-        self.fill(start, len(self.indices))
+        self._fill(start, len(self.indices))
         labels = [self.manifest.labels[index] for index in self.indices]
         fields = _fields(self.batch.number, self.indices, self.seeds, labels, self.batch.padding)
-        return batch_frame(self.images, header_bytes, **fields)
+        if self.parts is None:
+            return batch_frame(self.images, header_bytes, **fields)
+        for part in self.parts.ranges:
+            self.fill(*part)  # a part no job has taken yet is computed here
+            self.parts.wait(part)
+        if not all(self.encoded):  # a part failed: the stream ends with its error before this frame
+            raise RuntimeError("a part of this batch failed")
+        shape = (len(self.indices), *self.shape, 3)
+        return [b"".join(encoded_batch_frame(shape, self.encoded, self.encoding, self.quality, **fields))]
+
+
+class _Parts:
+    """The parts of an encoded batch that jobs before its frame job compute.
+
+    The frame must hold every part's bytes when it is made, but the pool may run the frame job while the part
+    jobs still run, and once a stream is abandoned a part job may be cancelled and never run. So each part is
+    taken by the first job that comes to it: the frame job computes the parts no job has taken, and waits only
+    for parts that are running, which end (in failure too)."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = ranges  # (start, stop); a batch smaller than its number of parts has empty ones
+        self._lock = threading.Lock()
+        self._taken: set[tuple[int, int]] = set()
+        self._done = {part: threading.Event() for part in ranges}
+
+    def take(self, part: tuple[int, int]) -> bool:
+        """True for the first job to ask for ``part``: it computes it."""
+        with self._lock:
+            first = part not in self._taken
+            self._taken.add(part)
+        return first
+
+    def finish(self, part: tuple[int, int]) -> None:
+        self._done[part].set()
+
+    def wait(self, part: tuple[int, int]) -> None:
+        self._done[part].wait()
 
 
 def end_frame(sent: int) -> list[Buffer]:

@@ -225,7 +225,10 @@ class Client:
         self.request("DELETE", f"/v1/datasets/{name}")
 
     def epoch(self, dataset: str, spec: SpecInput | None = None, *, retries: int = 8, **request: Any) -> EpochBatches:
-        """The batches of one epoch shard as numpy arrays (retried and resumed; see ``EpochRequest``)."""
+        """The batches of one epoch shard as numpy arrays (retried and resumed; see ``EpochRequest``).
+
+        ``encoding="zstd"`` (lossless) or ``encoding="jpeg", quality=90`` (lossy) cut the bytes on the wire for
+        some CPU on both ends; the default ``raw`` suits loopback (docs/wire-format.md#choosing-an-encoding)."""
         return EpochBatches(self, dataset, EpochRequest(spec=as_spec(spec), **request), retries=retries)
 
     def health(self) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from .connections import RETRYABLE
+from .protocol.encodings import codec
 from .protocol.epochs import EpochRequest
 from .protocol.errors import RateLimitedError, stream_error
 from .protocol.wire import Allocate, batch_array, empty_bytes, read_frames
@@ -30,7 +31,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class EpochBatch:
-    """One batch: ``images`` is (N, H, W, C) uint8; the last ``padding`` samples repeat earlier ones."""
+    """One batch: ``images`` is (N, H, W, C) uint8; the last ``padding`` samples repeat earlier ones.
+    ``wire_bytes``: the payload bytes it took on the wire (its pixels' size when raw, less when encoded)."""
 
     number: int
     images: np.ndarray
@@ -38,13 +40,17 @@ class EpochBatch:
     indices: np.ndarray
     seeds: list[int]
     padding: int
+    wire_bytes: int = 0
 
 
 def stream_epoch(
     client: Client, dataset: str, request: EpochRequest, allocate: Allocate = empty_bytes
 ) -> Iterator[EpochBatch]:
     """One HTTP stream of batches, no retry; raises if it ends before its end frame."""
+    codec(request.encoding)  # a missing package fails here, in one line, before anything is sent
     body = request.model_dump(mode="json")
+    if request.encoding == "raw":  # a raw request's body is what it was before encodings (older servers take it)
+        del body["encoding"], body["quality"]
     path = f"/v1/datasets/{dataset}/epochs"
     with client.stream("POST", path, json=body, prefer=request.shard_index, dataset=dataset) as (response, _):
         for header, payload in read_frames(response, allocate):
@@ -62,6 +68,7 @@ def _batch(header: dict[str, Any], payload: np.ndarray) -> EpochBatch:
         indices=np.asarray(header["indices"], dtype=np.int64),
         seeds=list(header["seeds"]),
         padding=int(header["padding"]),
+        wire_bytes=int(header["nbytes"]),
     )
 
 
@@ -89,6 +96,7 @@ class EpochBatches(Iterable[EpochBatch]):
         self.max_backoff = max_backoff
         self.allocate = allocate
         self.next_batch = request.start_batch
+        codec(request.encoding)  # fail at once, not at the first batch, when the encoding's package is missing
 
     def __iter__(self) -> Iterator[EpochBatch]:
         failures = 0

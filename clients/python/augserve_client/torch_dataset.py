@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,17 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from .client import Client, SpecInput, as_spec
 from .epoch_batches import EpochBatch, EpochBatches, prefetch
+from .protocol.datasets import NAME_PATTERN
+from .protocol.encodings import codec
 from .protocol.epochs import (
+    Encoding,
     EpochRequest,
     Progress,
     batches_per_shard,
     remaining_positions,
     shard_batch_count,
 )
+from .protocol.errors import NotFoundError
 from .protocol.wire import empty_bytes
 from .resume import epoch_progress, read_progress
 
@@ -54,6 +59,8 @@ class AugmentedDataset(IterableDataset):
     ``output``: ``"uint8"`` gives uint8 NCHW tensors; ``"float"`` gives float32 in [0, 1], normalised with
     ``mean``/``std`` when given. ``rank``/``world_size``, when not given, come from torch.distributed when it is
     initialised, else from the ``RANK``/``WORLD_SIZE`` variables torchrun sets, else rank 0 of 1 (see ``_ranks``).
+    ``encoding``: ``"raw"`` (default), ``"zstd"`` (lossless) or ``"jpeg"`` at ``quality`` (lossy): what batches
+    travel as; the workers decode them (docs/wire-format.md#choosing-an-encoding).
     """
 
     def __init__(
@@ -76,10 +83,15 @@ class AugmentedDataset(IterableDataset):
         timeout: float = 120.0,
         progress: bool = True,
         api_key: str | None = None,
+        encoding: Encoding = "raw",
+        quality: int | None = None,
     ) -> None:
         super().__init__()
         if output not in ("uint8", "float"):
             raise ValueError("output must be 'uint8' or 'float'")
+        EpochRequest(encoding=encoding, quality=quality)  # a bad pair is refused here, in the trainer
+        codec(encoding)  # and a missing package too, not in every worker
+        self.encoding, self.quality = encoding, quality
         self.server, self.timeout, self.api_key = server, timeout, api_key
         self.spec = as_spec(spec)
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
@@ -93,17 +105,38 @@ class AugmentedDataset(IterableDataset):
         self._delivered: dict[str, int] = {}  # "shard_index/shard_count" -> batches delivered in that epoch
         self._skip: tuple[int, Progress] | None = None  # (epoch, what a resumed run skips in it)
         with self._client() as client:
-            self.dataset = self._register(client, dataset, progress)
-            self.size = int(client.describe(self.dataset)["count"])
+            self.dataset, self.size = self._register(client, dataset, progress)
 
     def _client(self) -> Client:
         return Client(self.server, timeout=self.timeout, api_key=self.api_key)
 
     @staticmethod
-    def _register(client: Client, dataset: str | Path, progress: bool) -> str:
-        if isinstance(dataset, Path):  # a str is always a dataset name, even if a folder has that name
-            return client.upload_folder(None, dataset, progress=progress)["name"]
-        return str(dataset)
+    def _register(client: Client, dataset: str | Path, progress: bool) -> tuple[str, int]:
+        """The dataset's name on the server and its sample count, uploading a local folder first.
+
+        A str is always a dataset name, even when a local folder has that name. One the server does not know,
+        or that cannot be a name at all (a path), raises an error naming it, pointing at ``Path(...)`` when a
+        local folder of that name exists: a newcomer's most likely slip.
+        """
+        if isinstance(dataset, Path):
+            name = client.upload_folder(None, dataset, progress=progress)["name"]
+            return name, int(client.describe(name)["count"])
+        name = str(dataset)
+        try:
+            local = bool(name) and Path(name).expanduser().is_dir()
+        except (OSError, RuntimeError):  # a name too long for a path, or ~user of no such user: no folder
+            local = False
+        if local:
+            expand = ".expanduser()" if name.startswith("~") else ""
+            hint = f"; a local folder of that name exists: pass Path({name!r}){expand} to upload it"
+        else:
+            hint = "; a str names a dataset registered on the server, a Path a local ImageFolder to upload"
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ValueError(f"{name!r} is not a dataset name (letters, digits, '.', '_', '-'; 64 at most){hint}")
+        try:
+            return name, int(client.describe(name)["count"])
+        except NotFoundError as error:
+            raise NotFoundError(error.status, error.code, error.message + hint, **error.details) from None
 
     @property
     def epoch(self) -> int:
@@ -180,6 +213,8 @@ class AugmentedDataset(IterableDataset):
             shuffle=self.shuffle,
             drop_last=self.drop_last,
             skip=self._skipped(epoch),
+            encoding=self.encoding,
+            quality=self.quality,
         )
         request = request.model_copy(
             update={"start_batch": self._resume_point(epoch, key, shard_batch_count(self.size, request))}

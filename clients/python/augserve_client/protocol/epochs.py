@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .seeds import SEED_BITS, derive_seed
 from .spec import Spec
+
+Encoding = Literal["raw", "zstd", "jpeg"]
 
 
 class Progress(BaseModel):
@@ -76,6 +78,12 @@ class EpochRequest(BaseModel):
     skip: Progress | None = Field(
         None, description="samples already delivered (a resumed run): the shards split what remains of the epoch"
     )
+    encoding: Encoding = Field(
+        "raw",
+        description="how batch payloads travel: raw uint8 (a Content-Length), zstd (lossless, about half the bytes) "
+        "or jpeg (lossy, at quality); see docs/wire-format.md",
+    )
+    quality: int | None = Field(None, ge=1, le=100, description="jpeg quality (default 90); only with encoding jpeg")
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> EpochRequest:
@@ -83,6 +91,8 @@ class EpochRequest(BaseModel):
             raise ValueError(f"shard_index ({self.shard_index}) must be < shard_count ({self.shard_count})")
         if self.end_batch is not None and self.end_batch < self.start_batch:
             raise ValueError("end_batch must be >= start_batch")
+        if self.quality is not None and self.encoding != "jpeg":
+            raise ValueError(f"quality applies to encoding 'jpeg' only, not {self.encoding!r}")
         return self
 
 

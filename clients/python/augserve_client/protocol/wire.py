@@ -12,6 +12,9 @@ Two formats travel over HTTP, both streamed as they are produced:
   header, then ``header["nbytes"]`` payload bytes. ``kind`` is ``batch`` (payload: a C-ordered uint8 array of
   ``header["shape"]``), ``end`` (the stream is complete; ``batches`` says how many were sent) or ``error``.
   A writer may pad a header with spaces (JSON allows them) to make a frame's size known before its contents.
+  A batch frame may carry its images encoded (``header["encoding"]``: ``zstd``, lossless, or ``jpeg``), each
+  image on its own, one after another, ``header["sizes"]`` bytes each; the reader decodes them into the array
+  the raw frame would have given. No ``encoding`` key means raw.
 
 Member and frame payloads are handed around as lists of buffers so the writer joins them exactly once.
 """
@@ -25,11 +28,12 @@ import json
 import math
 import struct
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from .encodings import JPEG_QUALITY, ZSTD_FILTER, decode_payload, encode_image
 from .errors import ProtocolError
 
 Buffer = bytes | bytearray | memoryview
@@ -229,10 +233,17 @@ def batch_header(shape: tuple[int, ...], dtype: str, **fields: Any) -> dict[str,
     return {"kind": "batch", "shape": list(shape), "dtype": dtype, **fields}
 
 
-def batch_frame(images: np.ndarray, header_bytes: int = 0, **fields: Any) -> list[Buffer]:
-    """A batch frame: ``images`` is (N, H, W, C) uint8; ``fields`` carry labels, indices, seeds, ..."""
+def batch_frame(
+    images: np.ndarray, header_bytes: int = 0, *, encoding: str = "raw", quality: int | None = None, **fields: Any
+) -> list[Buffer]:
+    """A batch frame: ``images`` is (N, H, W, C) uint8; ``fields`` carry labels, indices, seeds, ...
+
+    ``encoding`` other than ``raw`` encodes every image (:func:`encode_image`) into an encoded frame."""
     images = np.ascontiguousarray(images)
-    return frame(batch_header(images.shape, str(images.dtype), **fields), [raw_bytes(images)], header_bytes)
+    if encoding == "raw":
+        return frame(batch_header(images.shape, str(images.dtype), **fields), [raw_bytes(images)], header_bytes)
+    encoded = [encode_image(image, encoding, quality) for image in images]
+    return encoded_batch_frame(images.shape, encoded, encoding, quality, header_bytes, **fields)
 
 
 def empty_bytes(size: int) -> np.ndarray:
@@ -244,7 +255,9 @@ def read_frames(body: Body, allocate: Allocate = empty_bytes) -> Iterator[Frame]
     """The batch frames of a stream, ``(header, payload)``, each read as soon as it has arrived.
 
     A payload is read straight from the body into ``allocate(nbytes)`` (a flat uint8 array; the torch dataset
-    passes shared memory, so DataLoader hands the batch to the trainer without another copy). A stream that
+    passes shared memory, so DataLoader hands the batch to the trainer without another copy). An encoded batch
+    frame is read into a buffer of its own, and its images are decoded into ``allocate(raw size)``: the payload
+    is then what the raw frame would have held (``header["nbytes"]`` still says what travelled). A stream that
     ends before its end frame raises :class:`ProtocolError`."""
     while True:
         prefix = _read(body, _FRAME_PREFIX.size, "the batch stream ended before its end frame")
@@ -252,8 +265,11 @@ def read_frames(body: Body, allocate: Allocate = empty_bytes) -> Iterator[Frame]
         if magic != FRAME_MAGIC:
             raise ProtocolError(f"expected a frame, got bytes {bytes(prefix[:4])!r}")
         header = json.loads(_read(body, length, "the batch stream ended inside a frame header"))
-        payload = allocate(int(header["nbytes"]))
+        encoded = "encoding" in header
+        payload = (empty_bytes if encoded else allocate)(int(header["nbytes"]))
         _fill(body, payload, f"the batch stream ended inside a {header['kind']} frame")
+        if encoded:
+            payload = decode_payload(header, payload, allocate)
         if header["kind"] == "end":
             _expect_end(body)
             yield header, payload
@@ -264,3 +280,27 @@ def read_frames(body: Body, allocate: Allocate = empty_bytes) -> Iterator[Frame]
 def batch_array(header: dict[str, Any], payload: np.ndarray) -> np.ndarray:
     """The (N, H, W, C) array of a batch frame, as a writable view on its payload."""
     return payload.view(np.dtype(header["dtype"])).reshape(header["shape"])
+
+
+# --- encoded batch frames (the images' codecs: .encodings) ---------------------------------------------
+
+
+def encoded_batch_frame(
+    shape: Sequence[int],
+    encoded: Sequence[Buffer],
+    encoding: str,
+    quality: int | None = None,
+    header_bytes: int = 0,
+    **fields: Any,
+) -> list[Buffer]:
+    """A batch frame of images already encoded (one buffer each, :func:`encode_image`) in ``encoding``."""
+    if len(encoded) != shape[0]:
+        raise ValueError(f"{len(encoded)} encoded images for a batch of {shape[0]}")
+    codec_fields: dict[str, Any] = {"encoding": encoding, "sizes": [len(image) for image in encoded]}
+    if encoding == "zstd":
+        codec_fields["filter"] = ZSTD_FILTER
+    elif encoding == "jpeg":
+        codec_fields["quality"] = JPEG_QUALITY if quality is None else quality
+    else:
+        raise ValueError(f"not an encoding of encoded frames: {encoding!r}")
+    return frame(batch_header(tuple(shape), "uint8", **codec_fields, **fields), list(encoded), header_bytes)
