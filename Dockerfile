@@ -1,8 +1,12 @@
 # augserve server image. Build from the repository root:
 #   docker build -t augserve:0.1.0 .
+# PYTHON_IMAGE picks the base: the official slim Python image by default, or any Debian-like image with Python
+# >= 3.10, venv and groupadd/useradd (make container-test builds from a local debootstrap base:
+# --build-arg PYTHON_IMAGE=localhost/augserve-base:bookworm).
 # Every knob is an AUGSERVE_* environment variable (see docs/deploy.md); the defaults below are for a container.
 
-# Same base in both stages: the venv's interpreter links to /usr/local/bin/python3.11, which must exist unchanged.
+# Same base in both stages: the venv's interpreter is a link to the base's python3 (/usr/local/bin in the official
+# image, /usr/bin in a Debian one), which must exist unchanged in the final stage.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: resolve and install the server extra into a self-contained venv -------------------------------
@@ -10,12 +14,22 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+# python3, not python: a Debian base has no `python` command (the venv's bin/ provides one from here on).
+RUN python3 -m venv /opt/venv
 WORKDIR /src
+# Dependencies first, in a layer of their own that only a change to pyproject.toml rebuilds: install the project
+# with empty packages (pulls every dependency), then drop that stub. An edit to the code alone reuses the layer.
+COPY pyproject.toml README.md ./
+RUN mkdir -p service/augserve clients/python/augserve_client \
+    && touch service/augserve/__init__.py clients/python/augserve_client/__init__.py \
+    && /opt/venv/bin/pip install --no-cache-dir ".[server]" \
+    && /opt/venv/bin/pip uninstall --yes augserve
 # .dockerignore lets in only pyproject.toml, README.md and the two packages, so tests and venvs never leak in.
 COPY . .
-# Not editable: the final stage gets installed files, not a link back to /src.
-RUN /opt/venv/bin/pip install --no-cache-dir ".[server]"
+# Not editable: the final stage gets installed files, not a link back to /src. --no-deps: they are all there, and
+# `pip check` proves it.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps ".[server]" \
+    && /opt/venv/bin/pip check
 
 # --- final: runtime only (no compilers, no test tools, no source tree) -------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -53,5 +67,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-I", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('AUGSERVE_PORT', '8000'), timeout=4)"]
 
-# `augserve` runs uvicorn with the augserve.app:create_app factory; AUGSERVE_WORKERS sets its process count.
-CMD ["augserve"]
+# `augserve serve` runs uvicorn with the augserve.app:create_app factory; every setting comes from AUGSERVE_*
+# (AUGSERVE_WORKERS sets its process count). Named, not implied: a bare `augserve` serves only for compatibility.
+CMD ["augserve", "serve"]

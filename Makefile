@@ -7,7 +7,7 @@ HOST   ?= $(or $(AUGSERVE_HOST),127.0.0.1)
 PORT   ?= $(or $(AUGSERVE_PORT),8000)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: serve test lint bench bench-smoke clean
+.PHONY: serve test lint bench bench-smoke clean container-test
 
 # Server only: no torch, no test tools.
 $(VENV)/.server: pyproject.toml
@@ -53,6 +53,23 @@ bench: $(VENV)/.dev
 
 bench-smoke: $(VENV)/.dev
 	$(BIN)/python -m bench.run --smoke --out $(CURDIR)/.bench-smoke
+
+# The image and the compose stack built and run for real (docs/deploy.md, "The container test"): podman with runc
+# instead of a Docker engine, a Debian base made with debootstrap instead of a pulled one. Minutes, not seconds, so
+# not part of `make test`. Skipped, saying why, where podman cannot be installed (not root, no apt-get).
+CONTAINER_PACKAGES := podman runc catatonit netavark aardvark-dns iptables debootstrap curl
+.PHONY: container-deps
+container-deps:
+	@if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "container-deps: not root, or no apt-get: podman is not installed"; \
+	elif ! dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(CONTAINER_PACKAGES)) || echo "container-deps: apt-get could not install $(CONTAINER_PACKAGES)"; \
+	fi
+
+container-test: $(VENV)/.dev container-deps
+	$(BIN)/pip install -q 'podman-compose==1.6.0'
+	$(BIN)/python tests/deploy/run_containers.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -101,7 +101,9 @@ class NginxProcess:
         return [find_nginx(), "-p", f"{self.prefix}/", "-c", str(self.conf_path), "-g", globals_, *flags]
 
     def write_conf(self) -> Path:
-        (self.prefix / "temp").mkdir(parents=True, exist_ok=True)
+        # Only the prefix, as in a container (the official image has an empty /var/cache/nginx): a temp path
+        # whose parent is missing fails here as it does there.
+        self.prefix.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(render_conf(self.upstream_ports, self.port))
         return self.conf_path
 

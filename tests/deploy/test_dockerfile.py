@@ -79,7 +79,7 @@ def test_volume_port_health_and_command() -> None:
     assert ("EXPOSE", env(final)["AUGSERVE_PORT"]) in keyword_args
     check = healthcheck_command(final)
     assert check[:3] == ["python", "-I", "-c"] and "/healthz" in check[3]
-    assert start_command(final) == ["augserve"]
+    assert start_command(final) == ["augserve", "serve"]
 
 
 def test_build_context_is_a_whitelist() -> None:

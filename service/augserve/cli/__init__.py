@@ -16,7 +16,6 @@ command                     does                                                
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -72,15 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in args[:end]:  # accepted after the command too: `augserve augment ... --debug`
         _debug = True
         args.remove("--debug")
-    if not args and _serving_environment():
-        # Transitional: before the CLI, a bare `augserve` (the Dockerfile's CMD, `make serve`, devserver's
-        # `python -m augserve`) started the server configured by AUGSERVE_*. It still does when such settings
-        # are set; without them a bare `augserve` prints the help.
-        typer.echo(
-            "augserve: no command given and AUGSERVE_* server settings are set: serving (say `augserve serve`)",
-            err=True,
-        )
-        args = ["serve"]
     command = typer.main.get_command(app)
     try:
         command.main(args=args, prog_name="augserve")
@@ -89,15 +79,3 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.echo(f"error: {describe(error)}", err=True)
         sys.exit(1)
-
-
-def _serving_environment() -> bool:
-    """Whether an AUGSERVE_* variable names a server setting (AUGSERVE_URL, the client's, does not count)."""
-    names = {key[len("AUGSERVE_") :].lower() for key in os.environ if key.startswith("AUGSERVE_")}
-    if not names - {"url"}:
-        return False
-    try:
-        from augserve.settings import Settings
-    except ImportError:
-        return False
-    return bool(names & set(Settings.model_fields))
