@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,24 @@ def small_spec() -> dict[str, object]:
         ],
         "output": {"format": "npy"},
     }
+
+
+@contextmanager
+def flaky_server(
+    tmp_path: Path, files: list[Path], name: str = "{index:03d}.png"
+) -> Iterator[tuple[ServerProcess, Path]]:
+    """A server whose folder dataset "flaky" holds 12 of ``files`` (named by ``name``), the last of them broken
+    after registration: a failure that can only show in the middle of an epoch."""
+    folder = tmp_path / "root" / "flaky" / "all"
+    folder.mkdir(parents=True)
+    paths = [folder / name.format(index=index) for index in range(12)]
+    for source, path in zip(files, paths, strict=False):
+        path.write_bytes(source.read_bytes())
+    server = ServerProcess(tmp_path / "data", data_root=tmp_path / "root", threads=2).start()
+    try:
+        with Client(server.url) as client:
+            client.register_folder("flaky", "flaky")
+        paths[-1].write_bytes(b"not an image any more")
+        yield server, paths[-1]
+    finally:
+        server.stop()

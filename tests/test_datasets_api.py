@@ -18,6 +18,7 @@ from augserve.errors import ServiceError
 from augserve_client import Client, ConflictError, InvalidImageError, InvalidRequestError, NotFoundError
 from augserve_client.protocol.errors import ErrorCode, ServerError
 from augserve_client.protocol.wire import read_frames
+from conftest import flaky_server
 from pydantic import ValidationError
 
 
@@ -219,22 +220,12 @@ def test_an_epoch_stream_announces_its_exact_length(
 
 @pytest.fixture
 def flaky(tmp_path: Path, indexed_files: list[Path]) -> Iterator[tuple[Client, Path]]:
-    """A folder dataset "flaky" of 12 files (with long names) whose last file is broken after registration."""
-    folder = tmp_path / "root" / "flaky" / "all"
-    folder.mkdir(parents=True)
-    paths = [folder / f"{index:03d}-{'a-long-file-name-' * 8}.png" for index in range(12)]
-    for source, path in zip(indexed_files, paths, strict=False):
-        path.write_bytes(source.read_bytes())
-    server = ServerProcess(tmp_path / "data", data_root=tmp_path / "root", threads=2).start()
-    try:
+    """The flaky folder dataset (conftest.flaky_server), with long file names."""
+    with flaky_server(tmp_path, indexed_files, "{index:03d}-" + "a-long-file-name-" * 8 + ".png") as (server, broken):
         with Client(server.url) as client:
-            client.register_folder("flaky", "flaky")
-            paths[-1].write_bytes(b"not an image any more")
-            yield client, paths[-1]
+            yield client, broken
             assert client.describe("flaky")["count"] == 12  # the server serves on
         assert "Content-Length" not in server.log()
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

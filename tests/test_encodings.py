@@ -25,6 +25,7 @@ from augserve_client import epoch_batches as epoch_batches_module
 from augserve_client.epoch_batches import EpochBatch
 from augserve_client.protocol.errors import InvalidImageError, ProtocolError
 from augserve_client.protocol.wire import Body, frame, read_frames
+from conftest import flaky_server
 from pydantic import ValidationError
 
 DATASET = "encodings"
@@ -221,20 +222,9 @@ def test_importing_the_protocol_imports_no_codec() -> None:
 
 @pytest.fixture
 def flaky(tmp_path: Path, indexed_files: list[Path]) -> Iterator[tuple[ServerProcess, Path]]:
-    """A folder dataset "flaky" of 12 files whose last file is broken after registration."""
-    folder = tmp_path / "root" / "flaky" / "all"
-    folder.mkdir(parents=True)
-    paths = [folder / f"{index:03d}.png" for index in range(12)]
-    for source, path in zip(indexed_files, paths, strict=False):
-        path.write_bytes(source.read_bytes())
-    server = ServerProcess(tmp_path / "data", data_root=tmp_path / "root", threads=2).start()
-    try:
-        with Client(server.url) as client:
-            client.register_folder("flaky", "flaky")
-        paths[-1].write_bytes(b"not an image any more")
-        yield server, paths[-1]
-    finally:
-        server.stop()
+    """The flaky folder dataset (conftest.flaky_server)."""
+    with flaky_server(tmp_path, indexed_files) as opened:
+        yield opened
 
 
 @pytest.mark.slow
