@@ -172,6 +172,14 @@ def test_normalised_form_fills_every_default() -> None:
         "version": 1,
         "ops": [{"op": "reflect", "p": 0.5, "horizontal": True, "vertical": False}],
         "output": {"size": None, "interpolation": "linear", "format": "png", "quality": 90},
+        "targets": {
+            "box_format": "pascal_voc",
+            "min_visibility": 0.0,
+            "min_area": 0.0,
+            "clip": True,
+            "drop_outside_keypoints": True,
+            "mask_fill": 0,
+        },
     }
 
 

@@ -3,6 +3,7 @@
 Split the way albumentations splits itself, with the arrows running one way:
 
 - :mod:`.pipeline`: a spec compiled to a Compose, seeded per variant, cached per thread; what was applied;
+- :mod:`.targets`: masks, boxes and keypoints as the pipeline takes and gives them;
 - :mod:`.transforms`: the albumentations transforms augserve owns, each calling functional;
 - :mod:`.functional`: pure pixel functions on numpy arrays.
 
@@ -16,5 +17,6 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .pipeline import BORDERS, INTERPOLATIONS, Pipeline, PipelineCache, Variant
+from .targets import Targets
 
-__all__ = ["BORDERS", "INTERPOLATIONS", "Pipeline", "PipelineCache", "Variant"]
+__all__ = ["BORDERS", "INTERPOLATIONS", "Pipeline", "PipelineCache", "Targets", "Variant"]

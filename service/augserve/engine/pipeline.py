@@ -9,6 +9,10 @@ every op with the *same* seed and make, e.g., horizontal and vertical flips with
 A pipeline carries random state while it runs, so each thread builds its own (once per spec, then reused):
 :class:`PipelineCache`. Runs of flips and a rotation before a random resized crop are deferred to the crop
 (:func:`deferrable`; why and how in :mod:`.transforms`).
+
+Targets (a mask, boxes, keypoints) take a pipeline of their own, built with albumentations' processors for
+them (:mod:`.targets`): the same transforms and the same draws, so an image's pixels are the same bytes with
+or without targets beside it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from augserve_client.protocol.spec import Crop, Op, Reflect, Rotate, Shift, Spec
 
 from . import transforms
+from .targets import Targets, processors
 from .transforms import (
     Deferred,
     DeferredHorizontalFlip,
@@ -49,42 +54,61 @@ PIPELINES_PER_THREAD = 32
 
 @dataclass(frozen=True)
 class Variant:
-    """One augmented image and what was done to make it."""
+    """One augmented image, its targets if it had any, and what was done to make it."""
 
     image: np.ndarray
     seed: int
     applied: list[dict[str, Any]]
+    targets: Targets | None = None
 
 
 class Pipeline:
-    """A spec compiled to albumentations transforms, each remembered with the spec op it came from."""
+    """A spec compiled to albumentations transforms, each remembered with the spec op it came from.
 
-    def __init__(self, spec: Spec) -> None:
+    ``with_targets``: the pipeline also takes a mask, boxes and keypoints (:meth:`__call__`'s ``targets``)."""
+
+    def __init__(self, spec: Spec, with_targets: bool = False) -> None:
         self.spec = spec
+        self.with_targets = with_targets
         self.deferred = Deferred()
         deferring = deferrable(spec.ops)
         self.steps: list[tuple[int, str, A.BasicTransform]] = []
+        mask_fill = spec.targets.mask_fill
         for index, op in enumerate(spec.ops):
             deferred = self.deferred if index in deferring else None
-            self.steps += [(index, op.op, transform) for transform in _transforms(op, deferred)]
+            self.steps += [(index, op.op, transform) for transform in _transforms(op, deferred, mask_fill)]
         if spec.output.size is not None:
             height, width = spec.output.size
             interpolation = INTERPOLATIONS[spec.output.interpolation]
             self.steps.append((-1, "output", A.Resize(height, width, interpolation=interpolation, p=1.0)))
-        self.compose = A.Compose([transform for _, _, transform in self.steps], strict=True)
+        extra = processors(spec.targets) if with_targets else {}
+        self.compose = A.Compose([transform for _, _, transform in self.steps], strict=True, **extra)
 
-    def __call__(self, image: np.ndarray, seed: int) -> Variant:
-        out = self.image(image, seed)
+    def __call__(self, image: np.ndarray, seed: int, targets: Targets | None = None) -> Variant:
+        if targets is None:
+            out, moved = self.image(image, seed), None
+        else:
+            out, moved = self.with_moved(image, seed, targets)
         # Each transform keeps the params it drew for this call (empty when skipped): the same values that
         # Compose(save_applied_params=True) copies out, but tied to the spec op that made the transform.
         applied = [_describe(index, name, t) for index, name, t in self.steps if t.params]
-        return Variant(out, seed, applied)
+        return Variant(out, seed, applied, moved)
 
     def image(self, image: np.ndarray, seed: int) -> np.ndarray:
         """The variant's pixels alone: epoch batches carry seeds, not descriptions, so they skip describing."""
+        return np.ascontiguousarray(self._run(seed, image=image)["image"])
+
+    def with_moved(self, image: np.ndarray, seed: int, targets: Targets) -> tuple[np.ndarray, Targets]:
+        """The variant's pixels and its targets, moved by the same draw."""
+        if not self.with_targets:
+            raise ValueError("this pipeline was built without targets (Pipeline(spec, with_targets=True))")
+        out = self._run(seed, image=image, **targets.inputs())
+        return np.ascontiguousarray(out["image"]), targets.replaced(out)
+
+    def _run(self, seed: int, **data: Any) -> dict[str, Any]:
         self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
         self.deferred.clear()  # after a variant that failed half-way
-        return np.ascontiguousarray(self.compose(image=image)["image"])
+        return self.compose(**data)
 
 
 def deferrable(ops: Sequence[Op]) -> set[int]:
@@ -116,8 +140,9 @@ def deferrable(ops: Sequence[Op]) -> set[int]:
     return chosen
 
 
-def _transforms(op: Reflect | Rotate | Crop | Shift, deferred: Deferred | None) -> list[A.BasicTransform]:
-    """The transforms for one op; given ``deferred``, the kind that leaves its resampling to the crop after it."""
+def _transforms(op: Op, deferred: Deferred | None, mask_fill: int) -> list[A.BasicTransform]:
+    """The transforms for one op; given ``deferred``, the kind that leaves its resampling to the crop after it.
+    ``mask_fill`` is what a mask gets where pixels come from outside the image."""
     defer = {} if deferred is None else {"deferred": deferred}
     if isinstance(op, Reflect):
         kinds = (DeferredHorizontalFlip, DeferredVerticalFlip) if defer else (A.HorizontalFlip, A.VerticalFlip)
@@ -125,21 +150,23 @@ def _transforms(op: Reflect | Rotate | Crop | Shift, deferred: Deferred | None) 
     if isinstance(op, Rotate):
         if op.right_angles is not None:
             return [RightAngleRotate(op.right_angles, p=op.p)]
-        return [(DeferredRotate if defer else transforms.Rotate)(limit=op.angle, p=op.p, **_resampled(op), **defer)]
+        rotate = DeferredRotate if defer else transforms.Rotate
+        return [rotate(limit=op.angle, p=op.p, **_resampled(op, mask_fill), **defer)]
     if isinstance(op, Shift):
         axes = {"x": op.x, "y": op.y}
         translate = {"translate_px": {k: (round(lo), round(hi)) for k, (lo, hi) in axes.items()}}
         if op.unit == "fraction":
             translate = {"translate_percent": axes}
-        return [transforms.Affine(**translate, p=op.p, **_resampled(op))]
-    return [_crop(op, deferred)]
+        return [transforms.Affine(**translate, p=op.p, **_resampled(op, mask_fill))]
+    return [_crop(op, deferred, mask_fill)]
 
 
-def _resampled(op: Rotate | Shift) -> dict[str, Any]:
-    return {"border_mode": BORDERS[op.border], "fill": op.fill, "interpolation": INTERPOLATIONS[op.interpolation]}
+def _resampled(op: Rotate | Shift, mask_fill: int) -> dict[str, Any]:
+    interpolation = INTERPOLATIONS[op.interpolation]
+    return {"border_mode": BORDERS[op.border], "fill": op.fill, "fill_mask": mask_fill, "interpolation": interpolation}
 
 
-def _crop(op: Crop, deferred: Deferred | None) -> A.BasicTransform:
+def _crop(op: Crop, deferred: Deferred | None, mask_fill: int) -> A.BasicTransform:
     height, width = op.size
     if op.mode == "random_resized":
         interpolation = INTERPOLATIONS[op.interpolation]
@@ -147,7 +174,8 @@ def _crop(op: Crop, deferred: Deferred | None) -> A.BasicTransform:
             deferred, size=(height, width), scale=op.scale, ratio=op.ratio, interpolation=interpolation, p=op.p
         )
     crop = A.RandomCrop if op.mode == "random" else A.CenterCrop
-    return crop(height, width, pad_if_needed=True, border_mode=BORDERS[op.border], fill=op.fill, p=op.p)
+    border = BORDERS[op.border]
+    return crop(height, width, pad_if_needed=True, border_mode=border, fill=op.fill, fill_mask=mask_fill, p=op.p)
 
 
 def _describe(index: int, name: str, transform: A.BasicTransform) -> dict[str, Any]:
@@ -181,12 +209,12 @@ class PipelineCache:
         self._local = threading.local()
         self._per_thread = per_thread
 
-    def get(self, spec: Spec) -> Pipeline:
-        pipelines: OrderedDict[str, Pipeline] = self._local.__dict__.setdefault("pipelines", OrderedDict())
-        key = spec.model_dump_json()
+    def get(self, spec: Spec, with_targets: bool = False) -> Pipeline:
+        pipelines: OrderedDict[tuple[str, bool], Pipeline] = self._local.__dict__.setdefault("pipelines", OrderedDict())
+        key = (spec.model_dump_json(), with_targets)
         pipeline = pipelines.get(key)
         if pipeline is None:
-            pipeline = pipelines[key] = Pipeline(spec)
+            pipeline = pipelines[key] = Pipeline(spec, with_targets)
             if len(pipelines) > self._per_thread:
                 pipelines.popitem(last=False)
         pipelines.move_to_end(key)

@@ -1,15 +1,15 @@
 """Every albumentations transform augserve owns: each draws its parameters exactly as albumentations does
 (same seeds, same draws, in the same order) and does its pixel work through :mod:`.functional`.
 
-- :class:`Affine` and :class:`Rotate` warp through :func:`.functional.warp_affine` and draw only the image's
-  matrix (albumentations also builds one for bounding boxes, which images never use).
+- :class:`Affine` and :class:`Rotate` warp through :func:`.functional.warp_affine`; masks, boxes and keypoints
+  go through albumentations' own code with the same draw.
 - :class:`RightAngleRotate` rotates losslessly by one of the allowed right angles.
 - :class:`RandomResizedCrop` never cuts an empty window, and renders the run deferred to it, if any.
 
 Deferred geometry. Rotating a photo by a few degrees and then cutting a small window out of it resamples every
 pixel of the photo to keep a fraction of them. So flips and a rotation that a random resized crop follows
 record what they would do in the pipeline's :class:`Deferred` instead of resampling, and the crop, which knows
-its window, renders the run in one step (:func:`.functional.render_window`):
+its window, renders the run in one step (:func:`.functional.render_window`), for the image and for a mask:
 
 - flips alone: the window is mirrored instead of the image, cropped and resized, and the small result
   flipped. When the window shrinks (the usual case) with linear interpolation, these are exactly the pixels
@@ -17,6 +17,11 @@ its window, renders the run in one step (:func:`.functional.render_window`):
 - with a rotation: one ``warpAffine`` of the source through the composed matrix (flips, rotation, window,
   resize) straight onto the output size. The variant is interpolated once instead of twice (rotate, then
   resize), so it is a little sharper; the geometry, the border and the fill are the rotation's own.
+
+- a mask takes the same composed matrix, with nearest-neighbour interpolation and the mask's own fill.
+
+Boxes and keypoints are not deferred: moving them costs nothing, so each transform in the run moves them at
+once, through albumentations' own functions, and they come out exactly as albumentations' pipeline makes them.
 
 Which runs may be deferred is decided when a spec is compiled (:func:`.pipeline.deferrable`).
 """
@@ -37,34 +42,38 @@ class Affine(A.Affine):
     """``A.Affine`` warping through :func:`.functional.warp_affine`, drawing only the image's matrix."""
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        """albumentations' draws, in its order, and the image's matrix alone. The engine never sets
-        ``fit_output``, the only other thing it would do."""
+        """albumentations' draws, in its order, and its matrices (the engine never sets ``fit_output``)."""
         shape = params["shape"][:2]
         translate = self._get_translate_params(shape)
         shear = self._get_shear_params()
         scale = self._get_scale(self.scale, self.keep_ratio, self.balanced_scale, self.py_random)
         rotate = self.py_random.uniform(*self.rotate)
-        center = fgeometric.center(shape)
-        matrix = fgeometric.create_affine_transformation_matrix(translate, shear, scale, rotate, center)
-        return {"rotate": rotate, "scale": scale, "matrix": matrix, "output_shape": shape}
+        matrix, bbox_matrix = _matrices(shape, translate, shear, scale, rotate)
+        return {"rotate": rotate, "scale": scale, "matrix": matrix, "bbox_matrix": bbox_matrix, "output_shape": shape}
 
     def apply(self, img: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any) -> np.ndarray:
         return warp_affine(img, matrix, self.interpolation, self.fill, self.border_mode, output_shape)
 
 
 class Rotate(A.Rotate):
-    """``A.Rotate`` warping through :func:`.functional.warp_affine`, drawing only the image's matrix (the
-    engine never sets ``crop_border``)."""
+    """``A.Rotate`` warping through :func:`.functional.warp_affine` (the engine never sets ``crop_border``)."""
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         angle = self.py_random.uniform(*self.limit)
         still, unscaled = {"x": 0, "y": 0}, {"x": 1, "y": 1}
-        center = fgeometric.center(params["shape"][:2])
-        matrix = fgeometric.create_affine_transformation_matrix(still, still, unscaled, angle, center)
-        return {"x_min": -1, "x_max": -1, "y_min": -1, "y_max": -1, "matrix": matrix}
+        matrix, bbox_matrix = _matrices(params["shape"][:2], still, still, unscaled, angle)
+        return {"x_min": -1, "x_max": -1, "y_min": -1, "y_max": -1, "matrix": matrix, "bbox_matrix": bbox_matrix}
 
     def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
         return warp_affine(img, matrix, self.interpolation, self.fill, self.border_mode, params["shape"][:2])
+
+
+def _matrices(shape: tuple[int, int], translate: Any, shear: Any, scale: Any, angle: float) -> tuple[Any, Any]:
+    """albumentations' two matrices for one draw: about pixel centres for pixels and keypoints, about the
+    continuous centre for boxes."""
+    create = fgeometric.create_affine_transformation_matrix
+    pixels = create(translate, shear, scale, angle, fgeometric.center(shape))
+    return pixels, create(translate, shear, scale, angle, fgeometric.center_bbox(shape))
 
 
 class RightAngleRotate(A.RandomRotate90):
@@ -80,10 +89,10 @@ class RightAngleRotate(A.RandomRotate90):
 
 class Deferred:
     """The geometry recorded so far for one variant: a 3x3 matrix taking source pixel centres to those of the
-    image the crop would have seen, and the ``(fill, border_mode)`` of the rotation in the run, if any.
+    image the crop would have seen, and the ``(fill, mask fill, border_mode)`` of the rotation in the run, if any.
 
     A pipeline makes one variant at a time in one thread; its deferred transforms and its crop share one
-    instance, which the pipeline clears before every variant.
+    instance, which the pipeline clears before every variant and the crop when it takes the run over.
     """
 
     def __init__(self) -> None:
@@ -91,7 +100,7 @@ class Deferred:
 
     def clear(self) -> None:
         self.matrix = np.eye(3)
-        self.warp: tuple[Any, int] | None = None
+        self.warp: tuple[Any, Any, int] | None = None
 
     def then(self, matrix: np.ndarray) -> None:
         self.matrix = matrix @ self.matrix
@@ -109,6 +118,9 @@ class _DeferredFlip:
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
         self.deferred.then(mirror(img.shape[1 - self.axis], self.axis))
         return img
+
+    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        return mask  # the crop renders it with the image's run
 
 
 class DeferredHorizontalFlip(_DeferredFlip, A.HorizontalFlip):
@@ -130,8 +142,11 @@ class DeferredRotate(Rotate):
 
     def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
         self.deferred.then(matrix)
-        self.deferred.warp = (self.fill, self.border_mode)
+        self.deferred.warp = (self.fill, self.fill_mask, self.border_mode)
         return img
+
+    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        return mask
 
 
 class RandomResizedCrop(A.RandomResizedCrop):
@@ -147,16 +162,29 @@ class RandomResizedCrop(A.RandomResizedCrop):
         self.deferred = deferred
 
     def apply(self, img: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        if self.deferred is None:
+        run = params.get("run")
+        if run is None:
             return super().apply(img, crop_coords, **params)
-        matrix, warp = self.deferred.matrix, self.deferred.warp
-        self.deferred.clear()
-        return render_window(img, matrix, crop_coords, self.size, self.interpolation, warp)
+        matrix, warp = run
+        pixels = None if warp is None else (warp[0], warp[2])
+        return render_window(img, matrix, crop_coords, self.size, self.interpolation, pixels)
+
+    def apply_to_mask(self, mask: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        run = params.get("run")
+        if run is None:
+            return super().apply_to_mask(mask, crop_coords, **params)
+        matrix, warp = run
+        labels = None if warp is None else (warp[1], warp[2])
+        return render_window(mask, matrix, crop_coords, self.size, self.mask_interpolation, labels)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """The window, and the run deferred to it (taken over here, once, for the image and the mask alike)."""
         drawn = super().get_params_dependent_on_data(params, data)
         x_min, y_min, x_max, y_max = drawn["crop_coords"]
-        if x_max > x_min and y_max > y_min:
-            return drawn
-        window = (max(1, y_max - y_min), max(1, x_max - x_min))
-        return {"crop_coords": fcrops.get_center_crop_coords(params["shape"][:2], window)}
+        if not (x_max > x_min and y_max > y_min):
+            window = (max(1, y_max - y_min), max(1, x_max - x_min))
+            drawn = {"crop_coords": fcrops.get_center_crop_coords(params["shape"][:2], window)}
+        if self.deferred is not None:
+            drawn["run"] = (self.deferred.matrix, self.deferred.warp)
+            self.deferred.clear()
+        return drawn

@@ -1,8 +1,9 @@
 """The augmentation spec: the contract between every client and the server.
 
-A spec is an ordered list of ops (reflect, rotate, crop, shift), each applied with probability ``p``, and an
-output section (final size, encoding). It is validated here, in the light client package, so a caller learns
-about a bad spec before sending it, and the server imports the very same models so both sides agree.
+A spec is an ordered list of ops (reflect, rotate, crop, shift), each applied with probability ``p``, an
+output section (final size, encoding), and the rules masks, boxes and keypoints follow (:mod:`.targets`).
+It is validated here, in the light client package, so a caller learns about a bad spec before sending it, and
+the server imports the very same models so both sides agree.
 
 Sizes are always ``[height, width]``, like numpy shapes. Ranges are ``[min, max]`` with ``min <= max``.
 """
@@ -13,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.functional_validators import AfterValidator
+
+from .targets import TargetRules
 
 SPEC_VERSION = 1
 
@@ -207,6 +210,9 @@ class Spec(_Model):
     version: Literal[1] = SPEC_VERSION
     ops: list[Op] = Field(default_factory=list, max_length=32)
     output: Output = Field(default_factory=Output)
+    targets: TargetRules = Field(
+        default_factory=TargetRules, description="how masks, boxes and keypoints sent with the images follow them"
+    )
 
     def shapes_for(self, height: int, width: int) -> set[Shape]:
         """Every (height, width) a variant of an image of this size can have.
