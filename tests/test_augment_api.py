@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from augserve.devserver import ServerProcess
 from augserve.engine import Pipeline
+from augserve.routes.forms import parse_targets
 from augserve_client.connections import HttpxBody
 from augserve_client.protocol.seeds import derive_seed
 from augserve_client.protocol.spec import Spec
@@ -230,8 +231,9 @@ def test_the_docs_and_the_openapi_schema_with_request_examples(server: ServerPro
     schema = httpx.get(f"{server.url}/openapi.json").json()
     augment_body = schema["paths"]["/v1/augment"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert augment_body["required"] == ["images"]
-    assert set(augment_body["properties"]) == {"images", "spec", "variants", "seed"}
+    assert set(augment_body["properties"]) == {"images", "spec", "variants", "seed", "masks", "targets"}
     Spec.model_validate(augment_body["properties"]["spec"]["example"])
+    parse_targets(augment_body["properties"]["targets"]["example"])
     validate_body = schema["paths"]["/v1/specs/validate"]["post"]["requestBody"]["content"]["application/json"]
     Spec.model_validate(validate_body["example"])
     assert "application/x-tar" in schema["paths"]["/v1/augment"]["post"]["responses"]["200"]["content"]

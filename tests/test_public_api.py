@@ -109,6 +109,7 @@ def test_every_error_code_maps_to_its_exception_and_status() -> None:
         "server_busy": (503, InternalServerError),
         "insufficient_storage": (507, InternalServerError),
         "client_closed": (499, InvalidRequestError),
+        "invalid_targets": (422, InvalidRequestError),
         "internal": (500, InternalServerError),
     }
     assert {code.value for code in ErrorCode} == set(expected)

@@ -141,14 +141,47 @@ def _decode_npy(data: bytes, name: str, max_pixels: int) -> np.ndarray:
 
 
 def encode(image: np.ndarray, fmt: str, quality: int) -> list[Buffer]:
-    """Encode an HxWx3 uint8 RGB variant; returns buffers so raw data is never copied here."""
+    """Encode an HxWx3 uint8 RGB variant, or an HxW mask (png or npy); returns buffers so raw data is never
+    copied here."""
     if fmt == "npy":
         return npy_parts(image)
     if fmt == "jpeg":
         return [simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB")]
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fmt == "png" else [cv2.IMWRITE_WEBP_QUALITY, quality]
     ok, encoded = cv2.imencode(f".{fmt}", bgr, params)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {fmt}")
     return [encoded.data]
+
+def decode_mask(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """A mask upload as a contiguous HxW uint8 array of class ids, or a ServiceError naming ``name``.
+
+    Greyscale (L) is taken as it is; a palette image (P, as Pascal VOC stores its masks) gives its indices, not
+    its colours; a 1-bit image gives 0 and 255; 16-bit greyscale must hold values up to 255. Colour is refused:
+    what class a colour means is the dataset's convention, not ours. ``.npy`` masks are uint8 HxW or HxWx1."""
+    _not_empty(data, name)
+    if data.startswith(NPY_MAGIC):
+        shape = _npy_checked_shape(data, name, max_pixels)
+        if len(shape) == 3 and shape[2] != 1:
+            raise ServiceError(ErrorCode.UNSUPPORTED_MODE, f"{name} is {shape}; a .npy mask is HxW or HxWx1", file=name)
+        return np.ascontiguousarray(read_npy(data).reshape(shape[:2]))
+    with _opened(data, name, max_pixels, "decoded") as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _mask_pixels(image, name)
+
+
+def _mask_pixels(image: Image.Image, name: str) -> np.ndarray:
+    if image.mode in ("L", "P"):
+        return np.ascontiguousarray(np.asarray(image))
+    if image.mode == "1":
+        return np.asarray(image, dtype=np.uint8) * 255
+    if image.mode.startswith("I"):
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 255:
+            message = f"{name} holds class ids from {values.min()} to {values.max()}; masks carry 0..255"
+            raise ServiceError(ErrorCode.UNSUPPORTED_MODE, message, file=name)
+        return values.astype(np.uint8)
+    message = f"{name} is {image.mode}; a mask must be single-channel (greyscale L, palette P, or 1-bit)"
+    raise ServiceError(ErrorCode.UNSUPPORTED_MODE, message, file=name)

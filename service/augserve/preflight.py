@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.spec import Crop, Spec, reaching_shapes
+from augserve_client.protocol.targets import ImageTargets, TargetRules, box_problem, point_problem
 
 from .errors import ServiceError, limit_exceeded
 
@@ -41,3 +42,33 @@ def check_sizes(spec: Spec, max_pixels: int) -> None:
         if height * width > max_pixels:
             message = f"{field} asks for {height}x{width} (HxW) variants"
             raise limit_exceeded(ErrorCode.IMAGE_TOO_LARGE, "max_pixels", max_pixels, message, field=field)
+
+
+def check_targets(
+    targets: ImageTargets | None, rules: TargetRules, height: int, width: int, field: str, name: str
+) -> None:
+    """Refuse, before any work, a box or keypoint that cannot belong to an image of ``height`` x ``width``
+    (albumentations would raise in the middle of the stream). ``field`` is where the targets sit in the request,
+    e.g. ``targets[2]``."""
+    if targets is None:
+        return
+    for index, box in enumerate(targets.boxes):
+        problem = box_problem(box, rules.box_format, height, width, rules.clip)
+        if problem is not None:
+            where = f"{field}.boxes[{index}]"
+            message = f"{where} {list(box)} ({rules.box_format}) of {name} {problem}"
+            raise ServiceError(ErrorCode.INVALID_TARGETS, message, field=where, file=name)
+    for index, point in enumerate(targets.keypoints):
+        problem = point_problem(point, height, width)
+        if problem is not None:
+            where = f"{field}.keypoints[{index}]"
+            raise ServiceError(
+                ErrorCode.INVALID_TARGETS, f"{where} {list(point)} of {name} {problem}", field=where, file=name
+            )
+
+
+def check_mask(mask_shape: tuple[int, ...], height: int, width: int, field: str, name: str, image: str) -> None:
+    """Refuse a mask whose size is not its image's."""
+    if tuple(mask_shape[:2]) != (height, width):
+        message = f"{field} ({name}) is {mask_shape[1]}x{mask_shape[0]}, its image {image} is {width}x{height}"
+        raise ServiceError(ErrorCode.INVALID_TARGETS, message, field=field, file=name)

@@ -2,7 +2,8 @@
 
 Variant (i, v) of a request with seed ``s`` uses ``derive_seed(s, i, v)``, so any call or variant can be
 replayed. Every upload is decoded, and checked against the spec's crops, before the first byte is sent: a bad
-file fails the request with its own error instead of breaking the stream.
+file fails the request with its own error instead of breaking the stream. So are masks and annotations, when
+a request has them: a mask of the wrong size, or a box off its image, is refused before any variant is made.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import TypeVar
 import numpy as np
 from augserve_client.protocol.seeds import derive_seed, fresh_seed
 from augserve_client.protocol.spec import Crop, Spec
+from augserve_client.protocol.targets import ImageTargets, mask_member
 from augserve_client.protocol.wire import END_OF_ARCHIVE, ERROR_MEMBER, Buffer, json_bytes, member_stem, tar_member
 
 from . import codecs, metrics
-from .engine import Pipeline
+from .engine import Pipeline, Targets
 from .errors import stream_error_body
-from .preflight import check_fits
+from .preflight import check_fits, check_mask, check_targets
 from .state import AppState, Disconnected
 
 # Variants per job. One job per variant made the event loop wake, await and write once per variant; grouping a
@@ -36,12 +38,19 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class AugmentRequest:
-    """A parsed ``/v1/augment`` request, its limits already checked: uploads as (name, bytes)."""
+    """A parsed ``/v1/augment`` request, its limits already checked: uploads as (name, bytes); masks and
+    targets, when given, one per upload in the same order."""
 
     spec: Spec
     variants: int
     seed: int | None  # None: a fresh one
     files: list[tuple[str, bytes]]
+    masks: list[tuple[str, bytes]] | None = None
+    targets: list[ImageTargets | None] | None = None
+
+    @property
+    def with_targets(self) -> bool:
+        return self.masks is not None or self.targets is not None
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ async def augment(state: AppState, request: AugmentRequest, disconnected: Discon
     seed = fresh_seed() if request.seed is None else request.seed
     owner = object()  # this request's turn in the pool, for its decoding and its variants
     max_pixels = state.settings.max_pixels
-    sizes = await state.compute(owner, lambda: [codecs.decoded_bytes(d, n, max_pixels) for n, d in request.files])
+    sizes = await state.compute(owner, lambda: _decoded_sizes(request, max_pixels))
     await state.budget.take(sum(sizes))
     try:
         body = await _stream(state, owner, request, seed, disconnected)
@@ -74,17 +83,26 @@ async def augment(state: AppState, request: AugmentRequest, disconnected: Discon
 async def _stream(
     state: AppState, owner: Hashable, request: AugmentRequest, seed: int, disconnected: Disconnected
 ) -> AsyncIterator[bytes | memoryview]:
-    images = await _decode_all(state, owner, request.spec, request.files, disconnected)
+    decoded = await _decode_all(state, owner, request, disconnected)
     items = [
-        (index, name, image, variant)
-        for index, ((name, _), image) in enumerate(zip(request.files, images, strict=True))
+        (index, name, image, targets, variant)
+        for index, ((name, _), (image, targets)) in enumerate(zip(request.files, decoded, strict=True))
         for variant in range(request.variants)
     ]
     size = max(1, min(GROUP_VARIANTS, len(items) // (4 * state.settings.pool_threads)))
     spec = request.spec
     groups = _groups(items, size, lambda item: _pixels(spec, item[2]))
-    jobs = (partial(_variants, state, spec, seed, group) for group in groups)
+    jobs = (partial(_variants, state, spec, seed, request.with_targets, group) for group in groups)
     return state.stream(owner, jobs, trailer=lambda: [END_OF_ARCHIVE], on_error=_error_member)
+
+
+def _decoded_sizes(request: AugmentRequest, max_pixels: int) -> list[int]:
+    """What decoding the request will hold, from the headers alone: RGB images, one-byte masks."""
+    sizes = [codecs.decoded_bytes(data, name, max_pixels) for name, data in request.files]
+    for name, data in request.masks or []:
+        height, width = codecs.image_size(data, name, max_pixels)
+        sizes.append(height * width)
+    return sizes
 
 
 def _pixels(spec: Spec, image: np.ndarray) -> int:
@@ -109,44 +127,62 @@ def _groups(items: list[T], size: int, cost: Callable[[T], int]) -> Iterator[lis
 
 
 async def _decode_all(
-    state: AppState, owner: Hashable, spec: Spec, files: list[tuple[str, bytes]], disconnected: Disconnected
-) -> list[np.ndarray]:
-    """Decode every upload in the pool, off the event loop; any bad file fails the request before streaming."""
-
-    def decode_checked(name: str, data: bytes) -> np.ndarray:
-        image = codecs.decode(data, name, state.settings.max_pixels)
-        check_fits(spec, image.shape[0], image.shape[1], name)
-        return image
-
-    return await state.compute_all(owner, [partial(decode_checked, n, d) for n, d in files], disconnected)
+    state: AppState, owner: Hashable, request: AugmentRequest, disconnected: Disconnected
+) -> list[tuple[np.ndarray, Targets | None]]:
+    """Decode every upload (and mask) in the pool, off the event loop, and check its targets against it; any
+    bad file or annotation fails the request before streaming."""
+    jobs = [partial(_decode_checked, state.settings.max_pixels, request, index) for index in range(len(request.files))]
+    return await state.compute_all(owner, jobs, disconnected)
 
 
-def _variants(state: AppState, spec: Spec, seed: int, items: list[tuple[int, str, np.ndarray, int]]) -> list[Buffer]:
-    pipeline = state.pipelines.get(spec)  # once per job: the lookup serialises the spec to JSON
+def _decode_checked(max_pixels: int, request: AugmentRequest, index: int) -> tuple[np.ndarray, Targets | None]:
+    name, data = request.files[index]
+    image = codecs.decode(data, name, max_pixels)
+    height, width = image.shape[:2]
+    check_fits(request.spec, height, width, name)
+    if not request.with_targets:
+        return image, None
+    mask = None
+    if request.masks is not None:
+        mask_name, mask_data = request.masks[index]
+        mask = codecs.decode_mask(mask_data, mask_name, max_pixels)
+        check_mask(mask.shape, height, width, f"masks[{index}]", mask_name, name)
+    targets = request.targets[index] if request.targets is not None else None
+    check_targets(targets, request.spec.targets, height, width, f"targets[{index}]", name)
+    return image, Targets.of(targets, mask)
+
+
+Item = tuple[int, str, np.ndarray, Targets | None, int]  # image index, name, pixels, targets, variant
+
+
+def _variants(state: AppState, spec: Spec, seed: int, with_targets: bool, items: list[Item]) -> list[Buffer]:
+    pipeline = state.pipelines.get(spec, with_targets)  # once per job: the lookup serialises the spec to JSON
     with metrics.AUGMENT_SECONDS.time():
         parts = [
             part
-            for index, name, image, variant in items
-            for part in _variant(pipeline, spec, seed, index, name, image, variant)
+            for index, name, image, targets, variant in items
+            for member, data in variant_files(pipeline, spec, seed, index, name, image, variant, targets)
+            for part in tar_member(member, data)
         ]
     metrics.VARIANTS.labels("augment").inc(len(items))
     return parts
 
 
-def _variant(
-    pipeline: Pipeline, spec: Spec, seed: int, index: int, name: str, image: np.ndarray, variant: int
-) -> list[Buffer]:
-    files = variant_files(pipeline, spec, seed, index, name, image, variant)
-    return [part for member, data in files for part in tar_member(member, data)]
-
-
 def variant_files(
-    pipeline: Pipeline, spec: Spec, seed: int, index: int, name: str, image: np.ndarray, variant: int
+    pipeline: Pipeline,
+    spec: Spec,
+    seed: int,
+    index: int,
+    name: str,
+    image: np.ndarray,
+    variant: int,
+    targets: Targets | None = None,
 ) -> list[tuple[str, list[Buffer]]]:
-    """Variant ``variant`` of image ``index`` as its two files, (name, buffers): the encoded image, then its JSON
-    metadata. They are this service's tar members, and what ``augserve augment`` writes without a server."""
+    """Variant ``variant`` of image ``index`` as its files, (name, buffers): the encoded image, its mask if it
+    has one, then its JSON metadata (with the boxes and keypoints that survived). They are this service's tar
+    members, and what ``augserve augment`` writes without a server."""
     variant_seed = derive_seed(seed, index, variant)
-    result = pipeline(image, variant_seed)
+    result = pipeline(image, variant_seed, targets)
     output = spec.output
     stem = member_stem(index, variant)
     meta = {
@@ -160,11 +196,13 @@ def variant_files(
         "format": output.format,
         "applied": result.applied,
     }
-    encoded = codecs.encode(result.image, output.format, output.quality)
-    return [
-        (f"{stem}.{codecs.EXTENSIONS[output.format]}", encoded),
-        (f"{stem}.json", [json_bytes(meta)]),
-    ]
+    files = [(f"{stem}.{codecs.EXTENSIONS[output.format]}", codecs.encode(result.image, output.format, output.quality))]
+    if result.targets is not None:
+        meta.update(result.targets.described())
+        if result.targets.mask is not None:
+            meta["mask"] = member = mask_member(stem, output.format)
+            files.append((member, codecs.encode(result.targets.mask, member.rsplit(".", 1)[1], output.quality)))
+    return [*files, (f"{stem}.json", [json_bytes(meta)])]
 
 
 def _error_member(error: Exception) -> list[Buffer]:

@@ -20,29 +20,52 @@ from .protocol.datasets import Label
 from .protocol.epochs import EpochRequest
 from .protocol.errors import InternalServerError, ProtocolError, TransportError, stream_error
 from .protocol.spec import Format, Spec
+from .protocol.targets import ImageTargets, is_mask_member
 from .protocol.wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Body, Buffer, npy_parts, read_npy, read_tar
 from .replicas import Replicas, parse_urls
 from .uploads import image_folder, upload_files
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
 SpecInput = Spec | Mapping[str, Any] | str
+TargetsInput = ImageTargets | Mapping[str, Any] | None
 
 
 @dataclass
 class AugmentedImage:
-    """One variant: its encoded bytes, its metadata, and the decoded image on demand."""
+    """One variant: its encoded bytes, its metadata, the decoded image on demand, and its mask if it has one.
+
+    Boxes, labels and keypoints that survived the ops are in ``meta`` (``boxes``, ``labels``, ``keypoints``,
+    ``keypoint_labels``), in the spec's box format; :attr:`boxes` and :attr:`keypoints` give them as arrays."""
 
     name: str
     data: Buffer
     meta: dict[str, Any]
+    mask_data: Buffer | None = field(default=None, repr=False)
     _image: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def image(self) -> np.ndarray:
         """HxWx3 uint8 RGB. ``npy`` needs only numpy; png/jpeg/webp need Pillow (``pip install pillow``)."""
         if self._image is None:
-            self._image = read_npy(self.data) if self.name.endswith(".npy") else _decode_with_pillow(self.data)
+            self._image = _decoded(self.name, self.data)
         return self._image
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """HxW uint8 class ids, moved with the image; None when no mask was sent."""
+        if self.mask_data is None:
+            return None
+        return _decoded(self.meta["mask"], self.mask_data, colour=False)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(k, 4) float boxes in the spec's box format (empty when none were sent or none survived)."""
+        return np.array(self.meta.get("boxes", []), dtype=np.float64).reshape(-1, 4)
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(m, 2) float [x, y] keypoints that stayed on the image."""
+        return np.array(self.meta.get("keypoints", []), dtype=np.float64).reshape(-1, 2)
 
     @property
     def seed(self) -> int:
@@ -71,6 +94,7 @@ class AugmentStream(Iterator[AugmentedImage]):
 
     def _parse(self) -> Iterator[AugmentedImage]:
         payload: tuple[str, bytearray] | None = None
+        mask: bytearray | None = None
         received = 0
         try:
             for name, data in read_tar(self._body):
@@ -80,8 +104,10 @@ class AugmentStream(Iterator[AugmentedImage]):
                     if payload is None:
                         raise ProtocolError(f"metadata {name} arrived without its image")
                     received += 1
-                    yield AugmentedImage(payload[0], payload[1], json.loads(data))
-                    payload = None
+                    yield AugmentedImage(payload[0], payload[1], json.loads(data), mask)
+                    payload, mask = None, None
+                elif is_mask_member(name):
+                    mask = data
                 else:
                     payload = (name, data)
             if received != self.count:
@@ -162,20 +188,29 @@ class Client:
         variants: int = 1,
         seed: int | None = None,
         format: Format | None = "npy",
+        masks: Iterable[ImageInput] | None = None,
+        targets: Sequence[TargetsInput] | None = None,
     ) -> AugmentStream:
         """Stream ``variants`` augmented versions of each image.
 
         ``images``: paths, encoded bytes, PIL images, or HxW[xC] uint8 numpy arrays (sent raw as .npy).
         ``format`` overrides the spec's output format; the default ``npy`` needs no decoding here. Pass
         ``None`` to keep the spec's own. The spec is validated locally before anything is sent.
+
+        ``masks`` (one per image, HxW class ids: arrays, paths or bytes) and ``targets`` (one per image:
+        ``{"boxes": [...], "labels": [...], "keypoints": [...]}`` or None) move with their image, by the same
+        random draw; the spec's ``targets`` section says how (docs/targets.md).
         """
         checked = as_spec(spec)
         if format is not None:
             checked = checked.model_copy(update={"output": checked.output.model_copy(update={"format": format})})
         files = [("images", _upload(index, image)) for index, image in enumerate(images)]
+        files += [("masks", _upload(index, mask)) for index, mask in enumerate(masks or [])]
         data: dict[str, str] = {"spec": checked.model_dump_json(), "variants": str(variants)}
         if seed is not None:
             data["seed"] = str(seed)
+        if targets is not None:
+            data["targets"] = json.dumps([_targets_payload(entry) for entry in targets])
         stack = ExitStack()
         body, headers = stack.enter_context(self.stream("POST", "/v1/augment", files=files, data=data))
         if headers.get("content-type") != MEDIA_TYPE_TAR:
@@ -283,10 +318,21 @@ def _upload(index: int, image: ImageInput) -> tuple[str, Buffer | io.BufferedRea
     raise TypeError(f"cannot upload {type(image).__name__}: give a path, bytes, a numpy array or a PIL image")
 
 
-def _decode_with_pillow(data: Buffer) -> np.ndarray:
+def _targets_payload(entry: TargetsInput) -> dict[str, Any] | None:
+    """One image's targets, validated here (a bad box fails before anything is sent) and as JSON."""
+    if entry is None:
+        return None
+    checked = entry if isinstance(entry, ImageTargets) else ImageTargets.model_validate(dict(entry))
+    return checked.model_dump(mode="json", exclude_none=True)
+
+
+def _decoded(name: str, data: Buffer, colour: bool = True) -> np.ndarray:
+    """A variant's member as an array: ``npy`` needs only numpy, png/jpeg/webp need Pillow."""
+    if name.endswith(".npy"):
+        return read_npy(data)
     try:
         from PIL import Image
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("decoding png/jpeg/webp variants needs Pillow: pip install pillow") from error
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(image.convert("RGB") if colour else image)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from augserve_client.protocol.spec import EXAMPLE_SPEC
 from augserve_client.protocol.wire import MEDIA_TYPE_TAR
 from fastapi import APIRouter, Request
@@ -26,6 +28,18 @@ _MULTIPART_SCHEMA = {
         "spec": {"type": "string", "description": "the augmentation spec as JSON", "example": EXAMPLE_SPEC},
         "variants": {"type": "integer", "minimum": 1, "default": 1, "description": "variants per image"},
         "seed": {"type": "integer", "minimum": 0, "description": "omit for a fresh one (returned in X-Augserve-Seed)"},
+        "masks": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "optional: one segmentation mask per image, in the same order (greyscale or palette "
+            "PNG of class ids, or .npy uint8 HxW), each the size of its image",
+        },
+        "targets": {
+            "type": "string",
+            "description": "optional: a JSON list with, per image (or null), its boxes in spec.targets.box_format, "
+            "one label per box, and keypoints [x, y] with optional keypoint_labels",
+            "example": json.dumps([{"boxes": [[10, 20, 110, 90]], "labels": [3], "keypoints": [[40, 50]]}]),
+        },
     },
 }
 
@@ -39,7 +53,8 @@ _MULTIPART_SCHEMA = {
     responses={
         200: {
             "content": {MEDIA_TYPE_TAR: {}},
-            "description": "tar stream: {image:05d}_{variant:03d}.{ext} and .json per variant",
+            "description": "tar stream: {image:05d}_{variant:03d}.{ext}, .mask.png (or .mask.npy) when masks were "
+            "sent, and .json per variant (with the boxes and keypoints that survived)",
         }
     },
 )

@@ -10,7 +10,8 @@ import json
 
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.spec import Spec
-from pydantic import ValidationError
+from augserve_client.protocol.targets import ImageTargets
+from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
@@ -21,17 +22,20 @@ from ..settings import Settings
 from ..variants import AugmentRequest
 
 MAX_FIELD_BYTES = 1 << 20
+TARGETS = TypeAdapter(list[ImageTargets | None])
 
 
-async def read_form(request: Request, max_files: int, *, field: str, limit: str) -> FormData:
+async def read_form(request: Request, max_files: int, *, field: str, limit: str, files_each: int = 1) -> FormData:
     """The parsed multipart body. The parser stops one file past ``max_files`` (the setting ``limit``, files
-    sent as ``field``), so :func:`read_files` reports max_files + 1 itself and the parser anything beyond."""
+    sent as ``field``; times ``files_each`` when each may come with a mask), so :func:`read_files` reports
+    max_files + 1 itself and the parser anything beyond."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         got = content_type or "no content type"
         raise ServiceError(ErrorCode.INVALID_REQUEST, f"expected multipart/form-data, got {got}")
     try:
-        return await request.form(max_files=max_files + 1, max_fields=1000, max_part_size=MAX_FIELD_BYTES)
+        parts = max_files * files_each + 1
+        return await request.form(max_files=parts, max_fields=1000, max_part_size=MAX_FIELD_BYTES)
     except ServiceError:
         raise
     except Exception as error:  # multipart errors come in several classes across Starlette versions
@@ -42,8 +46,9 @@ async def read_form(request: Request, max_files: int, *, field: str, limit: str)
 
 
 async def read_augment_form(request: Request, settings: Settings) -> AugmentRequest:
-    """A ``/v1/augment`` form (``images``, ``spec``, ``variants``, ``seed``) as a request within the limits."""
-    form = await read_form(request, settings.max_images, field="images", limit="max_images")
+    """A ``/v1/augment`` form (``images``, ``spec``, ``variants``, ``seed``, and optionally ``masks`` and
+    ``targets``) as a request within the limits."""
+    form = await read_form(request, settings.max_images, field="images", limit="max_images", files_each=2)
     spec = parse_spec(text_field(form, "spec"))
     check_sizes(spec, settings.max_pixels)
     variants = int_field(form, "variants", 1, minimum=1)
@@ -57,7 +62,25 @@ async def read_augment_form(request: Request, settings: Settings) -> AugmentRequ
             field="variants",
         )
     files = await read_files(form, "images", settings, settings.max_images, "max_images")
-    return AugmentRequest(spec, variants, seed, files)
+    masks = None
+    if form.getlist("masks"):
+        masks = await read_files(form, "masks", settings, settings.max_images, "max_images")
+    targets = parse_targets(text_field(form, "targets"))
+    for field, given in (("masks", masks), ("targets", targets)):
+        if given is not None and len(given) != len(files):
+            message = f"{field} has {len(given)} entries for {len(files)} images: give one per image, in order"
+            raise ServiceError(ErrorCode.INVALID_TARGETS, message, field=field)
+    return AugmentRequest(spec, variants, seed, files, masks, targets)
+
+
+def parse_targets(text: str | None) -> list[ImageTargets | None] | None:
+    """The ``targets`` field: a JSON list with, per image, its boxes and keypoints (or null)."""
+    if text is None or text == "":
+        return None
+    try:
+        return TARGETS.validate_json(text)
+    except ValidationError as error:
+        raise validation_error(error, ErrorCode.INVALID_TARGETS, "targets") from None
 
 
 async def read_files(

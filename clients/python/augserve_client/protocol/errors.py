@@ -32,6 +32,7 @@ class ErrorCode(str, Enum):
 
     INVALID_SPEC = "invalid_spec"
     INVALID_REQUEST = "invalid_request"
+    INVALID_TARGETS = "invalid_targets"  # a mask, box or keypoint that does not fit its image; field names it
     EMPTY_FILE = "empty_file"
     NOT_AN_IMAGE = "not_an_image"
     CORRUPT_IMAGE = "corrupt_image"

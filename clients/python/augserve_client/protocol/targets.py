@@ -114,3 +114,13 @@ def _as_fractions(box: Box, box_format: str, height: int, width: int) -> tuple[f
     if box_format == "yolo":
         return a - c / 2, b - d / 2, a + c / 2, b + d / 2
     return a, b, c, d
+
+
+def mask_member(stem: str, output_format: str) -> str:
+    """A variant's mask in a tar stream: ``{stem}.mask.npy`` beside npy images (no decoder needed), else
+    ``{stem}.mask.png`` (lossless, and what WebDataset readers decode as the field ``mask.png``)."""
+    return f"{stem}.mask.{'npy' if output_format == 'npy' else 'png'}"
+
+
+def is_mask_member(name: str) -> bool:
+    return name.endswith((".mask.npy", ".mask.png"))
