@@ -25,6 +25,7 @@ from .keys import KeyRing, StreamQuota
 from .request_log import RequestLog
 from .routes import augment, datasets, meta, playground
 from .routes.deps import admit_work
+from .routes.responses import errors
 from .settings import Settings
 from .state import AppState
 from .store import DatasetStore
@@ -67,8 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http_errors.install(app)
     app.include_router(meta.router)
     app.include_router(playground.router)
-    for work in (augment.router, datasets.router):
-        app.include_router(work, dependencies=[Depends(admit_work)])
+    # Every work route may answer these (keys, roles, drain, validation); streams and uploads add their own.
+    work_errors = errors(401, 403, 422, 503)
+    app.include_router(datasets.router, dependencies=[Depends(admit_work)], responses=work_errors)
+    augment_errors = {**work_errors, **errors(413, 415, 429)}
+    app.include_router(augment.router, dependencies=[Depends(admit_work)], responses=augment_errors)
     return app
 
 

@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from .errors import ServiceError
 from .logs import with_request_id
@@ -58,7 +60,7 @@ async def _request_validation(_: Request, error: Exception) -> JSONResponse:
     return _respond(ServiceError(code, f"{field}: {first['message']}", field=first["field"], errors=problems))
 
 
-async def _http_error(_: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     if isinstance(error.__cause__, ServiceError):  # FastAPI turns what BodyLimit raises mid-JSON-body into a 400
         return _respond(error.__cause__)
@@ -66,7 +68,20 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
         return _respond(ServiceError(ErrorCode.INVALID_REQUEST, _unreadable_json(error.__cause__)))
     code = HTTP_CODES.get(error.status_code, ErrorCode.HTTP_ERROR)
     body = with_request_id({"code": code.value, "message": str(error.detail)})
-    return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+    headers = dict(getattr(error, "headers", None) or {})
+    if error.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return JSONResponse(body, status_code=error.status_code, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method served at the request's path: Starlette's 405 names only the first route that matched the
+    path, and ``GET /v1/datasets`` and ``POST /v1/datasets`` are two routes."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _unreadable_json(cause: Exception) -> str:
@@ -74,6 +89,13 @@ def _unreadable_json(cause: Exception) -> str:
     if isinstance(cause, RecursionError):
         return "the JSON body is nested too deeply"
     return f"the body could not be read as JSON: {cause}"  # not UTF-8; an integer of thousands of digits
+
+
+async def _client_gone(request: Request, _: Exception) -> JSONResponse:
+    """The connection ended while its body was read: the client left, or the protocol cut a body it could not
+    parse (a bad chunk) and has answered 400 already. Nobody reads this answer; one log line, no traceback."""
+    log.info("%s %s: the client's connection ended before its body did", request.method, request.url.path)
+    return _respond(ServiceError(ErrorCode.CLIENT_CLOSED, "the connection ended before the request's body did"))
 
 
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
@@ -86,4 +108,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -9,7 +9,8 @@ at 100 B/s all stayed open. This protocol answers, then closes the connection:
 - 408 when a request's headers are not complete ``header_timeout`` seconds after the connection opened or
   the request began;
 - 408 when a body arrives slower than ``body_min_rate`` bytes per second, judged once ``body_grace_seconds``
-  have passed since the headers.
+  have passed since the headers;
+- 400 when the parser cannot read the request (uvicorn's own answer, in JSON like every other refusal).
 
 It is passed to uvicorn by :func:`augserve.__main__.run_server`, and reads its limits from the settings once.
 """
@@ -28,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .settings import Settings
 
 CHECK_SECONDS = 1.0
+REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
 @cache
@@ -127,11 +129,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = True
         self._cancel_timer()
         self.logger.warning("closing a connection from %s: %s", self.client, message)
+        self._answer_and_close(status, message)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser cannot read (a bad request line, header or chunk, a duplicate Content-Length):
+        uvicorn answers in plain text; every other refusal of ours is JSON, so this one is too."""
+        self._refused = True
+        self._cancel_timer()
+        self._answer_and_close(400, f"{msg} (bad request line, header, chunk or Content-Length)")
+
+    def _answer_and_close(self, status: int, message: str) -> None:
         if (self.cycle is None or not self.cycle.response_started) and not self.transport.is_closing():
-            reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
             body = json.dumps({"code": ErrorCode.HTTP_ERROR.value, "message": message}).encode()
-            head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            self.transport.write(head.encode() + b"connection: close\r\n\r\n" + body)
+            head = f"HTTP/1.1 {status} {REASONS[status]}\r\ncontent-type: application/json\r\n"
+            head += f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            self.transport.write(head.encode() + body)
         if self.cycle is not None:
             self.cycle.disconnected = True
             self.cycle.message_event.set()

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from .. import metrics
 from .deps import caller
 from .forms import parse_spec
+from .responses import errors
 
 router = APIRouter()
 
@@ -22,7 +23,7 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", tags=["health"], response_class=Response)
+@router.get("/metrics", tags=["health"], response_class=Response, responses=errors(401, 403))
 async def metrics_route(request: Request) -> Response:
     """Prometheus metrics of every worker process (behind a key when ``metrics_need_key`` is set)."""
     state = request.app.state.augserve
@@ -32,7 +33,9 @@ async def metrics_route(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz", tags=["health"], responses={503: {"description": "starting, or draining: send work elsewhere"}}
+)
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: 503 until start-up has built the pool and the store, and again from the moment the process
     starts draining (SIGTERM), so a balancer sends work only where it will be done."""
@@ -58,10 +61,13 @@ async def list_ops() -> dict[str, Any]:
 @router.post(
     "/v1/specs/validate",
     tags=["spec"],
+    responses=errors(413, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}, "example": EXAMPLE_SPEC}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Spec"}, "example": EXAMPLE_SPEC}
+            },
         }
     },
 )
