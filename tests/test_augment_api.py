@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from augserve.devserver import ServerProcess
 from augserve.engine import Pipeline
-from augserve.routes.forms import parse_targets
 from augserve_client.connections import HttpxBody
 from augserve_client.protocol.seeds import derive_seed
 from augserve_client.protocol.spec import Spec
@@ -180,15 +179,15 @@ def test_the_first_variant_arrives_before_the_last_is_computed(server: ServerPro
 # --- meta endpoints ----------------------------------------------------------------------------------------
 
 
-def test_ops_lists_the_four_ops_with_their_json_schemas(server: ServerProcess) -> None:
+def test_ops_lists_every_op_with_its_json_schema(server: ServerProcess) -> None:
     body = httpx.get(f"{server.url}/v1/ops").json()
     assert body["version"] == 1
-    assert set(body["ops"]) == {"reflect", "rotate", "crop", "shift"}
+    assert set(body["ops"]) == {"reflect", "rotate", "crop", "shift", "albumentations"}
     for name, schema in body["ops"].items():
         assert schema["type"] == "object" and schema["additionalProperties"] is False
         assert {"op", "p"} <= set(schema["properties"]) and schema["properties"]["op"]["const"] == name
     assert {"angle", "right_angles", "border", "fill", "interpolation"} <= set(body["ops"]["rotate"]["properties"])
-    assert body["ops"]["crop"]["required"] == ["size"]
+    assert body["ops"]["crop"]["required"] == ["op", "size"]  # the tag picks the op on the wire
     assert {"size", "format", "quality"} <= set(body["output"]["properties"])
     Spec.model_validate(body["example"])
 
@@ -233,7 +232,6 @@ def test_the_docs_and_the_openapi_schema_with_request_examples(server: ServerPro
     assert augment_body["required"] == ["images"]
     assert set(augment_body["properties"]) == {"images", "spec", "variants", "seed", "masks", "targets"}
     Spec.model_validate(augment_body["properties"]["spec"]["example"])
-    parse_targets(augment_body["properties"]["targets"]["example"])
     validate_body = schema["paths"]["/v1/specs/validate"]["post"]["requestBody"]["content"]["application/json"]
     Spec.model_validate(validate_body["example"])
     assert "application/x-tar" in schema["paths"]["/v1/augment"]["post"]["responses"]["200"]["content"]

@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import cv2
 from fastapi import Depends, FastAPI
@@ -73,7 +74,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router, dependencies=[Depends(admit_work)], responses=work_errors)
     augment_errors = {**work_errors, **errors(413, 415, 429)}
     app.include_router(augment.router, dependencies=[Depends(admit_work)], responses=augment_errors)
+    _declare_limits(app, settings)
     return app
+
+
+def _declare_limits(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI schema, built once on first use, with this server's own limits where fields have them."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            augment.declare_limits(build(), settings)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _warn_if_open(settings: Settings, keys: KeyRing) -> None:

@@ -47,7 +47,7 @@ from augserve_client.protocol.wire import (
 
 from . import codecs, metrics
 from .errors import ServiceError, limit_exceeded, stream_error_body
-from .preflight import check_fits, check_sizes
+from .preflight import check_fits, check_sizes, check_transforms
 from .state import AppState
 from .store import Manifest
 from .streaming import Job
@@ -175,6 +175,7 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
             field="batch_size",
         )
     check_sizes(request.spec, state.settings.max_pixels)
+    check_transforms(request.spec)
     shape = output_shape(manifest, request)
     count = len(manifest.keys)
     _check_split(request, count)

@@ -7,9 +7,10 @@ never refuses anything (it renders what it is given).
 from __future__ import annotations
 
 from augserve_client.protocol.errors import ErrorCode
-from augserve_client.protocol.spec import Crop, Spec, reaching_shapes
+from augserve_client.protocol.spec import Albumentations, Crop, Spec, reaching_shapes
 from augserve_client.protocol.targets import ImageTargets, TargetRules, box_problem, point_problem
 
+from .engine.allowed import allowed_problem
 from .errors import ServiceError, limit_exceeded
 
 
@@ -72,3 +73,16 @@ def check_mask(mask_shape: tuple[int, ...], height: int, width: int, field: str,
     if tuple(mask_shape[:2]) != (height, width):
         message = f"{field} ({name}) is {mask_shape[1]}x{mask_shape[0]}, its image {image} is {width}x{height}"
         raise ServiceError(ErrorCode.INVALID_TARGETS, message, field=field, file=name)
+
+
+def check_transforms(spec: Spec, prefix: str = "spec") -> None:
+    """Refuse an ``albumentations`` op whose parameters albumentations itself refuses, naming the parameter
+    when the transform's schema says which (``spec.ops[2].transform.blur_limit``)."""
+    for index, op in enumerate(spec.ops):
+        if not isinstance(op, Albumentations):
+            continue
+        problem = allowed_problem(op)
+        if problem is not None:
+            parameter, message = problem
+            field = f"{prefix}.ops[{index}].transform" + (f".{parameter}" if parameter else "")
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"{field} ({op.name}): {message}", field=field)

@@ -81,6 +81,7 @@ def _augment_here(paths: list[Path], spec: Any, variants: int, seed: int | None,
     found = engine("augment")
     max_pixels = found.Settings().max_pixels
     found.preflight.check_sizes(spec, max_pixels)
+    found.preflight.check_transforms(spec)
     seed = fresh_seed() if seed is None else seed
     pipelines = found.PipelineCache()
 
@@ -145,6 +146,7 @@ def preview(
 
     max_pixels = found.Settings().max_pixels
     found.preflight.check_sizes(checked, max_pixels)
+    found.preflight.check_transforms(checked)
     decoded = _decode(found, checked, image, max_pixels)
     pipeline = found.Pipeline(checked)
     seed = fresh_seed() if seed is None else seed

@@ -28,6 +28,8 @@ def ops(
     as_json: Annotated[bool, typer.Option("--json", help="the JSON schemas, as GET /v1/ops gives them")] = False,
 ) -> None:
     """List the ops a spec can use, with every parameter's type, default and meaning."""
+    from ..catalogue import ops_document  # imports albumentations: only for this command
+
     document = ops_document()
     if as_json:
         print_json(document)
@@ -42,18 +44,6 @@ def ops(
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
         typer.echo("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[4]]).rstrip())
-
-
-def ops_document() -> dict[str, Any]:
-    """What ``GET /v1/ops`` answers (``augserve.routes.meta.list_ops``), built from the same contract."""
-    from augserve_client.protocol.spec import EXAMPLE_SPEC, OPS, Output, Spec
-
-    return {
-        "version": Spec.model_fields["version"].default,
-        "ops": {name: model.model_json_schema() for name, model in OPS.items()},
-        "output": Output.model_json_schema(),
-        "example": EXAMPLE_SPEC,
-    }
 
 
 def _type(prop: dict[str, Any]) -> str:

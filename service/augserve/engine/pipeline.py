@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
-from augserve_client.protocol.spec import Crop, Op, Reflect, Rotate, Shift, Spec
+from augserve_client.protocol.spec import Albumentations, Crop, Op, Reflect, Rotate, Shift, Spec
 
 from . import transforms
+from .allowed import allowed_transform, plain
 from .targets import Targets, processors
 from .transforms import (
     Deferred,
@@ -82,7 +84,9 @@ class Pipeline:
             interpolation = INTERPOLATIONS[spec.output.interpolation]
             self.steps.append((-1, "output", A.Resize(height, width, interpolation=interpolation, p=1.0)))
         extra = processors(spec.targets) if with_targets else {}
-        self.compose = A.Compose([transform for _, _, transform in self.steps], strict=True, **extra)
+        with warnings.catch_warnings():  # "no transform to process" boxes: true of pixel-only specs, and harmless
+            warnings.filterwarnings("ignore", message="Got processor for", category=UserWarning)
+            self.compose = A.Compose([transform for _, _, transform in self.steps], strict=True, **extra)
 
     def __call__(self, image: np.ndarray, seed: int, targets: Targets | None = None) -> Variant:
         if targets is None:
@@ -144,6 +148,8 @@ def _transforms(op: Op, deferred: Deferred | None, mask_fill: int) -> list[A.Bas
     """The transforms for one op; given ``deferred``, the kind that leaves its resampling to the crop after it.
     ``mask_fill`` is what a mask gets where pixels come from outside the image."""
     defer = {} if deferred is None else {"deferred": deferred}
+    if isinstance(op, Albumentations):
+        return [allowed_transform(op)]
     if isinstance(op, Reflect):
         kinds = (DeferredHorizontalFlip, DeferredVerticalFlip) if defer else (A.HorizontalFlip, A.VerticalFlip)
         return [kind(p=op.p, **defer) for kind, on in zip(kinds, (op.horizontal, op.vertical), strict=True) if on]
@@ -183,7 +189,9 @@ def _describe(index: int, name: str, transform: A.BasicTransform) -> dict[str, A
     params = transform.params
     kind = getattr(transform, "described_as", type(transform).__name__)
     described: dict[str, Any] = {"op": name, "op_index": index, "transform": kind}
-    if isinstance(transform, A.HorizontalFlip | A.VerticalFlip):
+    if name == "albumentations":
+        described["params"] = plain(params)
+    elif isinstance(transform, A.HorizontalFlip | A.VerticalFlip):
         described["axis"] = "horizontal" if isinstance(transform, A.HorizontalFlip) else "vertical"
     elif isinstance(transform, RightAngleRotate):
         described["angle"] = 90 * params["factor"]

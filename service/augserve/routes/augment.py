@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import copy
+from typing import Any
 
+from augserve_client.protocol.seeds import SEED_MAX
 from augserve_client.protocol.spec import EXAMPLE_SPEC
 from augserve_client.protocol.wire import MEDIA_TYPE_TAR
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from .. import variants
+from ..settings import Settings
 from .deps import Reader, State
 from .forms import read_augment_form
 from .responses import CutOnFailureResponse
@@ -22,12 +25,22 @@ _MULTIPART_SCHEMA = {
     "properties": {
         "images": {
             "type": "array",
+            "minItems": 1,
             "items": {"type": "string", "format": "binary"},
             "description": "one or more images (JPEG, PNG, WebP, BMP, TIFF, GIF, or .npy uint8)",
         },
-        "spec": {"type": "string", "description": "the augmentation spec as JSON", "example": EXAMPLE_SPEC},
+        "spec": {
+            "$ref": "#/components/schemas/Spec",
+            "description": "the augmentation spec, as JSON",
+            "example": EXAMPLE_SPEC,
+        },
         "variants": {"type": "integer", "minimum": 1, "default": 1, "description": "variants per image"},
-        "seed": {"type": "integer", "minimum": 0, "description": "omit for a fresh one (returned in X-Augserve-Seed)"},
+        "seed": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": SEED_MAX,
+            "description": "omit for a fresh one (returned in X-Augserve-Seed)",
+        },
         "masks": {
             "type": "array",
             "items": {"type": "string", "format": "binary"},
@@ -37,8 +50,8 @@ _MULTIPART_SCHEMA = {
         "targets": {
             "type": "string",
             "description": "optional: a JSON list with, per image (or null), its boxes in spec.targets.box_format, "
-            "one label per box, and keypoints [x, y] with optional keypoint_labels",
-            "example": json.dumps([{"boxes": [[10, 20, 110, 90]], "labels": [3], "keypoints": [[40, 50]]}]),
+            "one label per box, and keypoints [x, y] with optional keypoint_labels, e.g. "
+            '[{"boxes": [[10, 20, 110, 90]], "labels": [3], "keypoints": [[40, 50]]}]',
         },
     },
 }
@@ -48,7 +61,15 @@ _MULTIPART_SCHEMA = {
     "/v1/augment",
     response_class=StreamingResponse,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _MULTIPART_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": _MULTIPART_SCHEMA,
+                    "encoding": {"spec": {"contentType": "application/json"}},
+                }
+            },
+        }
     },
     responses={
         200: {
@@ -67,3 +88,12 @@ async def augment(request: Request, state: State, who: Reader) -> StreamingRespo
     stream = await variants.augment(state, await read_augment_form(request, state.settings), request.is_disconnected)
     headers = {"X-Augserve-Seed": str(stream.seed), "X-Augserve-Count": str(stream.count)}
     return CutOnFailureResponse(state.quota.hold(who, stream.body), media_type=MEDIA_TYPE_TAR, headers=headers)
+
+
+def declare_limits(schema: dict[str, Any], settings: Settings) -> None:
+    """Put this server's limits on images and variants into its OpenAPI ``schema`` (they are settings, so the
+    route's static declaration cannot hold them)."""
+    content = schema["paths"]["/v1/augment"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    body = content["schema"] = copy.deepcopy(content["schema"])  # the module's dict is shared by every app
+    body["properties"]["images"]["maxItems"] = settings.max_images
+    body["properties"]["variants"]["maximum"] = settings.max_variants

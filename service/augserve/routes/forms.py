@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.seeds import SEED_MAX
 from augserve_client.protocol.spec import Spec
 from augserve_client.protocol.targets import ImageTargets
 from pydantic import TypeAdapter, ValidationError
@@ -17,7 +18,7 @@ from starlette.requests import Request
 
 from ..errors import ServiceError, limit_exceeded
 from ..http_errors import validation_error
-from ..preflight import check_sizes
+from ..preflight import check_sizes, check_transforms
 from ..settings import Settings
 from ..variants import AugmentRequest
 
@@ -52,7 +53,7 @@ async def read_augment_form(request: Request, settings: Settings) -> AugmentRequ
     spec = parse_spec(text_field(form, "spec"))
     check_sizes(spec, settings.max_pixels)
     variants = int_field(form, "variants", 1, minimum=1)
-    seed = int_field(form, "seed", None, minimum=0)
+    seed = int_field(form, "seed", None, minimum=0, maximum=SEED_MAX)
     if variants > settings.max_variants:
         raise limit_exceeded(
             ErrorCode.TOO_MANY_VARIANTS,
@@ -114,7 +115,9 @@ def text_field(form: FormData, field: str) -> str | None:
     raise ServiceError(ErrorCode.INVALID_REQUEST, f"form field '{field}' must be text, not a file", field=field)
 
 
-def int_field(form: FormData, field: str, default: int | None, minimum: int) -> int | None:
+def int_field(
+    form: FormData, field: str, default: int | None, minimum: int, maximum: int | None = None
+) -> int | None:
     text = text_field(form, field)
     if text is None or text == "":
         return default
@@ -125,6 +128,8 @@ def int_field(form: FormData, field: str, default: int | None, minimum: int) -> 
         raise ServiceError(ErrorCode.INVALID_REQUEST, message, field=field) from None
     if value < minimum:
         raise ServiceError(ErrorCode.INVALID_REQUEST, f"{field} must be >= {minimum}, got {value}", field=field)
+    if maximum is not None and value > maximum:
+        raise ServiceError(ErrorCode.INVALID_REQUEST, f"{field} must be <= {maximum}, got {value}", field=field)
     return value
 
 
@@ -133,10 +138,12 @@ def parse_spec(text: str | bytes | None, field: str = "spec") -> Spec:
     if text is None:
         return Spec()
     try:
-        return Spec.model_validate(json.loads(text))
+        spec = Spec.model_validate(json.loads(text))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ServiceError(ErrorCode.INVALID_SPEC, f"{field} is not valid JSON: {error}", field=field) from None
     except RecursionError:
         raise ServiceError(ErrorCode.INVALID_SPEC, f"{field} is nested too deeply to be a spec", field=field) from None
     except ValidationError as error:
         raise validation_error(error, ErrorCode.INVALID_SPEC, field) from None
+    check_transforms(spec, field)
+    return spec

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from augserve_client.protocol.spec import EXAMPLE_SPEC, OPS, Output, Spec
+from augserve_client.protocol.spec import EXAMPLE_SPEC
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import metrics
+from ..catalogue import ops_document
 from .deps import caller
 from .forms import parse_spec
 from .responses import errors
@@ -49,13 +50,9 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/v1/ops", tags=["spec"])
 async def list_ops() -> dict[str, Any]:
-    """Every op with its JSON schema, plus the output section's, so any language can build specs."""
-    return {
-        "version": Spec.model_fields["version"].default,
-        "ops": {name: model.model_json_schema() for name, model in OPS.items()},
-        "output": Output.model_json_schema(),
-        "example": EXAMPLE_SPEC,
-    }
+    """Every op with its JSON schema, plus the output section's, so any language can build specs; and the
+    albumentations transforms the ``albumentations`` op may carry, each with its parameters and bounds."""
+    return ops_document()
 
 
 @router.post(

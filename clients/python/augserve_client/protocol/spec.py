@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.functional_validators import AfterValidator
 
+from .allowlist import CLASS_KEY, check_transform
 from .targets import TargetRules
 
 SPEC_VERSION = 1
@@ -57,7 +58,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def _tag_required(schema: dict[str, Any]) -> None:
+    """``op`` has a default, so Python can write ``Reflect()``; but on the wire it picks the op, so the JSON
+    schema says it is required."""
+    schema["required"] = sorted({*schema.get("required", []), "op"})
+
+
 class _Op(_Model):
+    model_config = ConfigDict(json_schema_extra=_tag_required)
+
     p: float = Field(1.0, ge=0.0, le=1.0, description="probability that this op is applied to a variant")
 
 
@@ -184,8 +193,58 @@ class Shift(_Bordered):
         return self
 
 
-Op = Annotated[Reflect | Rotate | Crop | Shift, Field(discriminator="op")]
-OPS: dict[str, type[_Op]] = {"reflect": Reflect, "rotate": Rotate, "crop": Crop, "shift": Shift}
+class Albumentations(_Op):
+    """One transform of albumentations' own, in its serialized form, from the allow-list
+    (:mod:`.allowlist`: colour, blur, noise and the like, which keep the image's shape).
+
+    ``transform`` is what ``A.to_dict(t)`` writes for the transform ``t`` (the whole dict, or its
+    ``"transform"`` part). Its ``p`` becomes this op's ``p``; its randomness is seeded per variant like every op.
+    """
+
+    op: Literal["albumentations"] = "albumentations"
+    transform: dict[str, Any] = Field(
+        description="A.to_dict(t)['transform'] of an allow-listed transform, e.g. "
+        "{'__class_fullname__': 'GaussianBlur', 'blur_limit': [3, 7], 'p': 0.5}"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serialized(cls, data: object) -> object:
+        """Accept ``A.to_dict(t)`` as it is, and take the transform's own ``p`` as the op's."""
+        if not isinstance(data, dict) or not isinstance(data.get("transform"), dict):
+            return data
+        transform = data["transform"]
+        if isinstance(transform.get("transform"), dict) and CLASS_KEY not in transform:
+            transform = transform["transform"]  # the whole A.to_dict output, {"__version__": ..., "transform": ...}
+        transform = dict(transform)
+        inner = transform.pop("p", None)
+        if inner is not None and data.get("p") is not None and data["p"] != inner:
+            raise ValueError(f"p is given twice, as {data['p']} and inside the transform as {inner}")
+        return {**data, "transform": transform, **({"p": inner} if inner is not None else {})}
+
+    @field_validator("transform")
+    @classmethod
+    def _allowed(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_transform(value)
+
+    @property
+    def name(self) -> str:
+        return str(self.transform[CLASS_KEY])
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The transform's parameters, without its class name (and without ``p``, which is the op's)."""
+        return {key: value for key, value in self.transform.items() if key != CLASS_KEY}
+
+
+Op = Annotated[Reflect | Rotate | Crop | Shift | Albumentations, Field(discriminator="op")]
+OPS: dict[str, type[_Op]] = {
+    "reflect": Reflect,
+    "rotate": Rotate,
+    "crop": Crop,
+    "shift": Shift,
+    "albumentations": Albumentations,
+}
 
 
 class Output(_Model):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BoxFormat = Literal["pascal_voc", "coco", "yolo", "albumentations"]
 BOX_FORMATS: dict[str, str] = {
@@ -54,11 +54,23 @@ class TargetRules(_Model):
         0.0, ge=0.0, le=1.0, description="drop a box keeping less than this fraction of its area after the ops"
     )
     min_area: float = Field(0.0, ge=0.0, le=1e12, description="drop a box smaller than this, in output pixels")
-    clip: bool = Field(True, description="clip boxes that reach past the image to it (else such a box is refused)")
-    drop_outside_keypoints: bool = Field(True, description="drop keypoints the ops move out of the image")
-    mask_fill: int = Field(
-        0, ge=0, le=255, description="mask value where pixels come from outside the image (255: a common 'ignore')"
+    clip: bool = Field(
+        True, strict=True, description="clip boxes that reach past the image to it (else such a box is refused)"
     )
+    drop_outside_keypoints: bool = Field(True, strict=True, description="drop keypoints the ops move out of the image")
+    mask_fill: int = Field(
+        0,
+        ge=0,
+        le=255,
+        description="mask value where pixels come from outside the image (255: a common 'ignore')",
+    )
+
+    @field_validator("mask_fill", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # JSON's true is not a class id, though Python's True == 1
+            raise ValueError("mask_fill must be an integer, not a boolean")
+        return value
 
 
 class ImageTargets(_Model):
