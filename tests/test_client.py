@@ -106,7 +106,7 @@ def test_right_angle_specs_go_through_the_client(client: Client, pixels: np.ndar
 def test_validate_spec_and_ops(client: Client) -> None:
     assert client.validate_spec({"ops": [{"op": "reflect"}]})["ops"][0]["p"] == 0.5
     assert client.validate_spec(Spec(ops=[Rotate(right_angles=[180])]))["ops"][0]["angle"] is None
-    assert set(client.ops()["ops"]) == {"reflect", "rotate", "crop", "shift"}
+    assert set(client.ops()["ops"]) == {"reflect", "rotate", "crop", "shift", "albumentations"}
     assert client.health()
 
 

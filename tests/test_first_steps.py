@@ -23,7 +23,8 @@ SPEC = {"output": {"size": 16, "format": "npy"}}
 
 
 def image_folder_with_strays(root: Path, photo: np.ndarray) -> Path:
-    """cat/ and dog/ with two images each, plus what real folders collect: notes, a subfolder, hidden files."""
+    """cat/ and dog/ with two images each, plus what real folders collect: notes, a subfolder, hidden files, and
+    hidden things that look like images or classes (macOS's ``._0.png``, Jupyter's ``.ipynb_checkpoints/``)."""
     for label in ("cat", "dog"):
         (root / label).mkdir(parents=True)
         for index in range(2):
@@ -33,6 +34,9 @@ def image_folder_with_strays(root: Path, photo: np.ndarray) -> Path:
     (root / "README.md").write_text("two classes")
     (root / ".DS_Store").write_bytes(b"\0")
     (root / "cat" / ".notes.txt.swp").write_bytes(b"\0")
+    (root / "cat" / "._0.png").write_bytes(b"\0\5\26\7")  # an AppleDouble resource fork, not a PNG
+    (root / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(photo[:32, :32]).save(root / ".ipynb_checkpoints" / "0.png")
     return root
 
 
@@ -74,6 +78,14 @@ def test_a_path_given_as_a_string_is_refused_before_it_reaches_the_server(
     with pytest.raises(ValueError, match="is not a dataset name") as error:
         AugmentedDataset(server.url, given, SPEC, batch_size=4)
     assert repr(given) in str(error.value) and hint in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["pets/", "a/b", "two words", ""])
+def test_every_dataset_call_refuses_what_is_not_a_dataset_name(client: Client, name: str) -> None:
+    """A "/" would reach another route (or a redirect, read as JSON); the name is refused here instead."""
+    for call in (client.describe, client.delete_dataset, lambda name: next(iter(client.epoch(name, SPEC)))):
+        with pytest.raises(ValueError, match="is not a dataset name"):
+            call(name)
 
 
 def test_image_folder_names_what_it_leaves_out(tmp_path: Path, photos: list[np.ndarray]) -> None:

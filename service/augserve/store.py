@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from augserve_client.protocol.datasets import IMAGE_SUFFIXES, NAME_PATTERN
+from augserve_client.protocol.datasets import NAME_PATTERN, is_class_name, is_image_name
 from augserve_client.protocol.errors import ErrorCode
 
 from .errors import ServiceError
@@ -233,13 +233,13 @@ class DatasetStore:
             raise ServiceError(
                 ErrorCode.NOT_FOUND, f"folder {folder!r} does not exist under the data root", field="folder"
             )
-        classes = sorted(entry.name for entry in base.iterdir() if entry.is_dir())
+        classes = sorted(entry.name for entry in base.iterdir() if entry.is_dir() and is_class_name(entry.name))
         paths, labels = [], []
         skipped = sorted(entry.name for entry in base.iterdir() if not entry.is_dir() and entry.name[0] != ".")
         for label, name in enumerate(classes):
             class_dir = self._inside_root(base / name, f"{folder}/{name}")
             for file in sorted(class_dir.iterdir()):
-                if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                if is_image_name(file.name) and file.is_file():
                     real = self._inside_root(file, f"{folder}/{name}/{file.name}")
                     paths.append(str(real.relative_to(self.root)))
                     labels.append(label)

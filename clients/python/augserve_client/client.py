@@ -16,7 +16,7 @@ import numpy as np
 
 from .connections import RETRYABLE, open_stream, raise_for_error
 from .epoch_batches import EpochBatches
-from .protocol.datasets import Label
+from .protocol.datasets import Label, dataset_path
 from .protocol.epochs import EpochRequest
 from .protocol.errors import InternalServerError, ProtocolError, TransportError, stream_error
 from .protocol.spec import Format, Spec
@@ -254,10 +254,10 @@ class Client:
         return self.request("GET", "/v1/datasets").json()["datasets"]
 
     def describe(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/v1/datasets/{name}").json()
+        return self.request("GET", dataset_path(name)).json()
 
     def delete_dataset(self, name: str) -> None:
-        self.request("DELETE", f"/v1/datasets/{name}")
+        self.request("DELETE", dataset_path(name))
 
     def epoch(self, dataset: str, spec: SpecInput | None = None, *, retries: int = 8, **request: Any) -> EpochBatches:
         """The batches of one epoch shard as numpy arrays (retried and resumed; see ``EpochRequest``).

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from .connections import RETRYABLE
+from .protocol.datasets import dataset_path
 from .protocol.encodings import codec
 from .protocol.epochs import EpochRequest
 from .protocol.errors import RateLimitedError, stream_error
@@ -51,7 +52,7 @@ def stream_epoch(
     body = request.model_dump(mode="json")
     if request.encoding == "raw":  # a raw request's body is what it was before encodings (older servers take it)
         del body["encoding"], body["quality"]
-    path = f"/v1/datasets/{dataset}/epochs"
+    path = dataset_path(dataset) + "/epochs"
     with client.stream("POST", path, json=body, prefer=request.shard_index, dataset=dataset) as (response, _):
         for header, payload in read_frames(response, allocate):
             if header["kind"] == "error":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from .client import Client, SpecInput, as_spec
 from .epoch_batches import EpochBatch, EpochBatches, prefetch
-from .protocol.datasets import NAME_PATTERN
+from .protocol.datasets import dataset_path
 from .protocol.encodings import codec
 from .protocol.epochs import (
     Encoding,
@@ -131,8 +130,7 @@ class AugmentedDataset(IterableDataset):
             hint = f"; a local folder of that name exists: pass Path({name!r}){expand} to upload it"
         else:
             hint = "; a str names a dataset registered on the server, a Path a local ImageFolder to upload"
-        if not re.fullmatch(NAME_PATTERN, name):
-            raise ValueError(f"{name!r} is not a dataset name (letters, digits, '.', '_', '-'; 64 at most){hint}")
+        dataset_path(name, hint)
         try:
             return name, int(client.describe(name)["count"])
         except NotFoundError as error:

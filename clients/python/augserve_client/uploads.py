@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .protocol.datasets import IMAGE_SUFFIXES, Label
+from .protocol.datasets import IMAGE_SUFFIXES, Label, is_class_name, is_image_name
 
 if TYPE_CHECKING:
     from .client import Client
@@ -35,15 +35,15 @@ def image_folder(folder: Path) -> tuple[list[Path], list[str]]:
 
     What is not an image in a class folder (a text file, a subfolder) and files beside the class folders are
     left out, with a warning naming them, so a dataset is never silently smaller than the folder looks. Hidden
-    files (``.DS_Store``) are left out without one.
+    files and folders (``.DS_Store``, ``._photo.jpg``, ``.ipynb_checkpoints``) are left out without one.
     """
     files, labels, skipped = [], [], []
     for entry in sorted(folder.iterdir()):
-        if not entry.is_dir():
+        if not (entry.is_dir() and is_class_name(entry.name)):
             skipped.append(entry)
             continue
         for file in sorted(entry.iterdir()):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+            if file.is_file() and is_image_name(file.name):
                 files.append(file)
                 labels.append(entry.name)
             else:

@@ -8,12 +8,34 @@ those (``POST /v1/blobs``), then names the dataset by listing hashes and labels 
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePath
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Label = int | str | None
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # What counts as an image in an ImageFolder, on the client's disk and under the server's data root alike.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".npy"})
+
+
+def dataset_path(name: str, hint: str = "") -> str:
+    """``/v1/datasets/{name}``, once ``name`` is known to be a dataset name: a name with a ``/`` or a space
+    would reach another route, or none, and come back as a puzzling error instead of this one."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(f"{name!r} is not a dataset name (letters, digits, '.', '_', '-'; 64 at most){hint}")
+    return f"/v1/datasets/{name}"
+
+
+def is_image_name(name: str) -> bool:
+    """A file of a class folder that is an image: a known suffix, and not hidden (macOS writes ``._photo.jpg``
+    resource forks beside photos on shared drives; they are not images)."""
+    return not name.startswith(".") and PurePath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_class_name(name: str) -> bool:
+    """A folder of an ImageFolder that is a class: any but hidden ones (Jupyter's ``.ipynb_checkpoints``)."""
+    return not name.startswith(".")
 
 
 class DatasetItem(BaseModel):
