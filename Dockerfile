@@ -18,10 +18,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, in a layer of their own that only a change to pyproject.toml rebuilds: install the project
-# with empty packages (pulls every dependency), then drop that stub. An edit to the code alone reuses the layer.
-COPY pyproject.toml README.md ./
+# with empty packages and an empty README (pulls every dependency), then drop that stub. An edit to the code or
+# the README alone reuses the layer.
+COPY pyproject.toml ./
 RUN mkdir -p service/augserve clients/python/augserve_client \
-    && touch service/augserve/__init__.py clients/python/augserve_client/__init__.py \
+    && touch README.md service/augserve/__init__.py clients/python/augserve_client/__init__.py \
     && /opt/venv/bin/pip install --no-cache-dir ".[server]" \
     && /opt/venv/bin/pip uninstall --yes augserve
 # .dockerignore lets in only pyproject.toml, README.md and the two packages, so tests and venvs never leak in.

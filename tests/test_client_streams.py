@@ -1,5 +1,6 @@
 """The client's stream reading against a fake peer: a raw socket that sends what a failing or impatient server
-would (streams cut short, error members, idle connections closed, variants trickling in)."""
+would (streams cut short, error members, idle connections closed, variants trickling in); and which calls are sent
+again after a proxy error (tests/deploy/test_proxy_retries.py sends them through a real nginx)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from augserve_client import Client, InternalServerError, LimitExceededError, ProtocolError
+from augserve_client.connections import retryable_call
 from augserve_client.protocol.wire import END_OF_ARCHIVE, ERROR_MEMBER, json_bytes, npy_parts, tar_member
 
 CROP = {"ops": [{"op": "reflect"}, {"op": "crop", "size": [64, 80]}]}  # checked locally; the peer ignores it
@@ -211,3 +213,26 @@ def test_one_configuration_reaches_calls_and_streams_alike() -> None:
     assert stream_line.startswith("post /augserve/v1/augment ")
     for wanted in ("authorization: bearer k-123", next(h for h in call_headers if h.startswith("user-agent:"))):
         assert wanted in call_headers and wanted in stream_headers
+
+
+SENT_AGAIN_AFTER_A_PROXY_ERROR = {
+    ("GET", "/v1/datasets/pets"): True,
+    ("DELETE", "/v1/datasets/pets"): True,  # the same state after two
+    ("POST", "/v1/specs/validate"): True,
+    ("POST", "/v1/augment"): True,
+    ("POST", "/v1/blobs/missing"): True,
+    ("POST", "/v1/blobs"): True,  # stored by content
+    ("POST", "/v1/datasets"): True,  # 200 when the same content is already there
+    ("POST", "/augserve/v1/datasets/pets/epochs"): True,  # under a base path too
+    ("POST", "/v1/datasets/pets"): False,  # no such route: not known to be idempotent
+    ("POST", "/v1/blobs/x/y"): False,
+    ("PATCH", "/v1/datasets/pets"): False,
+    ("GET", "/healthz"): False,  # probes report the state now
+    ("GET", "/readyz"): False,
+    ("GET", "/augserve/livez"): False,
+}
+
+
+@pytest.mark.parametrize(("method", "path"), list(SENT_AGAIN_AFTER_A_PROXY_ERROR))
+def test_only_idempotent_calls_that_are_not_probes_are_sent_again_after_a_proxy_error(method: str, path: str) -> None:
+    assert retryable_call(method, path) is SENT_AGAIN_AFTER_A_PROXY_ERROR[(method, path)]

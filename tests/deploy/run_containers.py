@@ -1,10 +1,12 @@
 """``make container-test``: build the images (cached between runs), run the container tests, leave nothing behind.
 
-    python tests/deploy/run_containers.py [pytest arguments]
+    python tests/deploy/run_containers.py [--if-cached] [pytest arguments]
 
 Prints how long each step took. Skips, with the reason and exit status 0, where podman cannot be installed
-(not root, no apt); everywhere else a failure is a failure. Containers, pods, volumes and networks of the tests
-are removed at the end however it ends (also on SIGTERM or Ctrl-C); images stay, to be reused by the next run.
+(not root, no apt); everywhere else a failure is a failure. ``--if-cached`` (``make container-ci``) also skips,
+saying so, where the base images are not built yet: building them is most of a first run's time. Containers,
+pods, volumes and networks of the tests are removed at the end however it ends (also on SIGTERM or Ctrl-C);
+images stay, to be reused by the next run.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from types import FrameType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from podman_harness import LOG_DIR, build_all, leftovers, sweep, unavailable  # noqa: E402
+from podman_harness import LOG_DIR, leftovers, sweep, unavailable  # noqa: E402
+from podman_images import build_all, missing_bases  # noqa: E402
 
 TESTS = [HERE / "test_container_image.py", HERE / "test_container_compose.py"]
 PYTEST_TIMEOUT = 1200  # the tests themselves take about a minute or two; this only bounds a hang
@@ -31,8 +34,10 @@ def stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally below, which removes the containers
 
 
-def main(pytest_args: list[str]) -> int:
-    reason = unavailable()
+def main(args: list[str]) -> int:
+    if_cached = "--if-cached" in args
+    pytest_args = [arg for arg in args if arg != "--if-cached"]
+    reason = unavailable() or (missing_bases() if if_cached else None)
     if reason:
         print(f"container-test: SKIPPED: {reason}")
         return 0

@@ -23,7 +23,8 @@ from augserve_client import Client
 from deploy_files import REPO, env, final_stage
 from nginx_harness import free_port
 from PIL import Image
-from podman_harness import IMAGE, LABEL, image_exists, inspect, podman, save_logs, unavailable, wait_healthy
+from podman_harness import LABEL, image_exists, inspect, podman, save_logs, unavailable, wait_healthy
+from podman_images import IMAGE
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,20 +1,15 @@
 """The container test's own logic, without podman (part of ``make test``): what it reads from this machine's
-apt and pip settings, what it changes in nginx.conf, and podman's settings file."""
+apt and pip settings, what it changes in nginx.conf, how it reads a replica's gauge, and podman's settings file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from compose_stack import metric, render_nginx_conf
 from deploy_files import DOCKER_DIR
-from podman_harness import (
-    CONTAINERS_CONF,
-    parse_pip_config,
-    pick_mirror,
-    pip_conf_text,
-    pip_local_paths,
-    render_nginx_conf,
-)
+from podman_harness import CONTAINERS_CONF
+from podman_images import parse_pip_config, pick_mirror, pip_conf_text, pip_local_paths
 
 INDEXTARGETS = (
     "http://mirror.invalid/debian-security/\tbookworm-security\tmain\n"
@@ -84,6 +79,18 @@ def test_nginx_conf_changes_only_the_resolver_address() -> None:
     ]
     with pytest.raises(ValueError, match="expected one"):
         render_nginx_conf("http {}", "10.89.0.1")
+
+
+def test_a_gauge_is_read_from_the_replicas_metrics() -> None:
+    exposition = (
+        "# HELP augserve_streams_in_flight response streams open\n"
+        "# TYPE augserve_streams_in_flight gauge\n"
+        "augserve_streams_in_flight 1.0\n"
+        'augserve_requests_total{method="GET",route="/readyz",status="200"} 3.0\n'
+    )
+    assert metric(exposition, "augserve_streams_in_flight") == 1.0
+    assert metric(exposition, "augserve_streams") == 0.0, "a prefix of another name is not that name"
+    assert metric("", "augserve_streams_in_flight") == 0.0
 
 
 def test_podman_settings() -> None:

@@ -10,6 +10,11 @@ Both paths take everything from the one ``httpx.Client``: httpx builds every req
 default headers such as an API key, JSON, multipart), and :class:`StreamConnections` reads its host, port,
 scheme and timeout from that client, so a setting made there reaches calls and streams alike. A client given
 its own httpx transport (an ASGI app, a mock) streams through that transport.
+
+Behind one address that is a load balancer, a replica that just died leaves a window (until the balancer stops
+choosing it) in which the balancer itself answers 502, 503 or 504. :class:`ProxyRetryingClient` asks such a
+plain call again, a bounded number of times with backoff; streams are their callers' to retry (``EpochBatches``
+resumes an epoch at its next undelivered batch).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import re
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,6 +39,66 @@ from .protocol.wire import Body
 # Failures worth another try (after a backoff, or on another endpoint): the server unreachable or gone, a
 # stream cut short, a 5xx (503 while a replica drains included).
 RETRYABLE = (TransportError, ProtocolError, InternalServerError)
+
+
+# What a proxy answers for a replica it could not reach or that is going away: nginx's 502 (refused, reset, "no
+# live upstreams"), 504 (connect timeout), and a 503 passed on from a draining or busy replica.
+PROXY_STATUSES = frozenset({502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# augserve's POSTs that have the same effect when sent twice: they compute (validate, augment, an epoch), ask
+# (which blobs are missing) or store by content (blobs; a dataset: 200 when the same content is already there).
+IDEMPOTENT_POSTS = re.compile(r"/v1/(specs/validate|augment|blobs|blobs/missing|datasets|datasets/[^/]+/epochs)\Z")
+# Probes say how things are now; asking again until they pass would answer another question.
+PROBES = frozenset({"/healthz", "/readyz", "/livez"})
+
+
+def retryable_call(method: str, path: str) -> bool:
+    """Whether a call may be sent again after a proxy error: idempotent, and not a probe."""
+    if any(path.endswith(probe) for probe in PROBES):
+        return False
+    method = method.upper()
+    return method in IDEMPOTENT_METHODS or (method == "POST" and IDEMPOTENT_POSTS.search(path) is not None)
+
+
+@dataclass(frozen=True)
+class ProxyRetries:
+    """How often and how patiently a call that got a proxy error is sent again: ``tries`` more times, waiting
+    ``backoff`` seconds doubled each time up to ``max_backoff`` (longer when the answer's Retry-After says so).
+
+    The default waits up to 23.5 s in all: past a balancer's window after a replica dies (nginx in compose:
+    the 10 s until it re-resolves the replicas' names, plus its 5 s connect timeout)."""
+
+    tries: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+
+    def delay(self, attempt: int, response: httpx.Response) -> float:
+        wait = self.backoff * 2**attempt
+        retry_after = response.headers.get("retry-after", "")
+        if retry_after.isdigit():
+            wait = max(wait, float(retry_after))
+        return min(self.max_backoff, wait)
+
+
+class ProxyRetryingClient(httpx.Client):
+    """An ``httpx.Client`` for one base URL that sends a plain call again when a proxy answers it with 502, 503
+    or 504: only calls that :func:`retryable_call` allows, never a streamed response (its caller resumes it)."""
+
+    def __init__(self, *args: Any, proxy_retries: ProxyRetries | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.proxy_retries = proxy_retries or ProxyRetries()
+
+    def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        if stream or not retryable_call(request.method, request.url.path):
+            return super().send(request, stream=stream, **kwargs)
+        request.read()  # the body is sent again as it was (an upload batch is in memory already)
+        policy = self.proxy_retries
+        for attempt in range(policy.tries):
+            response = super().send(request, **kwargs)
+            if response.status_code not in PROXY_STATUSES:
+                return response
+            time.sleep(policy.delay(attempt, response))
+        return super().send(request, **kwargs)
 
 
 @functools.cache

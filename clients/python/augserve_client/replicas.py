@@ -13,6 +13,11 @@ or one comma-separated string) talks to them directly:
 - **Same content**: every endpoint must serve the same datasets (a shared data dir). Before an endpoint first
   streams a dataset, its digest is compared with the first endpoint's; a mismatch raises
   :class:`ReplicaMismatchError` rather than mixing two datasets into one epoch.
+
+One endpoint, typically a load balancer, has nowhere to fail over to: there a plain call that gets a proxy's
+502, 503 or 504 is sent again to the same address with backoff (:class:`.connections.ProxyRetryingClient`),
+since the balancer stops choosing a dead replica within seconds. With several endpoints the next one is asked
+at once instead.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .connections import StreamConnections, raise_for_error, ssl_context
+from .connections import ProxyRetryingClient, StreamConnections, raise_for_error, ssl_context
 from .protocol.errors import ReplicaMismatchError, TransportError
 
 MAX_BACKOFF = 8.0
@@ -57,8 +62,9 @@ class Replicas:
         headers: dict[str, str] | None,
     ) -> None:
         self.all: list[Replica] = []
+        client_class = ProxyRetryingClient if len(urls) == 1 else httpx.Client
         for url in urls:
-            http = httpx.Client(
+            http = client_class(
                 base_url=url, timeout=timeout, transport=transport, headers=headers, verify=ssl_context()
             )
             # Streamed bodies are read in place by http.client, configured from http (see .connections); an
