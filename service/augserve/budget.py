@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from augserve_client.protocol.errors import ErrorCode
 
 from .errors import ServiceError, limit_exceeded
+from .streaming import ending
 
 RETRY_AFTER_SECONDS = 2
 
@@ -28,35 +29,37 @@ class MemoryBudget:
         self.per_request = per_request
         self.wait_seconds = wait_seconds
         self.used = 0
-        self._freed = asyncio.Condition()
+        self._freed = asyncio.Event()  # set by every give_back
 
     async def take(self, size: int) -> None:
         """Take ``size`` bytes, waiting for them if other requests hold them."""
         if size > self.per_request:
             message = f"the images would decode to {size} bytes"
             raise limit_exceeded(ErrorCode.REQUEST_TOO_LARGE, "max_request_decoded_bytes", self.per_request, message)
-        async with self._freed:
-            try:
-                await asyncio.wait_for(self._freed.wait_for(lambda: self.used + size <= self.total), self.wait_seconds)
-            except TimeoutError:
-                raise ServiceError(
-                    ErrorCode.SERVER_BUSY,
-                    f"the server's memory budget for decoded images is in use; retry in {RETRY_AFTER_SECONDS} s",
-                    limit="memory_budget_bytes",
-                    limit_value=self.total,
-                    retry_after=RETRY_AFTER_SECONDS,
-                ) from None
-            self.used += size
-
-    async def give_back(self, size: int) -> None:
-        async with self._freed:
-            self.used -= size
-            self._freed.notify_all()
-
-    async def held_for(self, size: int, body: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
-        """``body``, with ``size`` bytes given back when it ends, however it ends."""
         try:
-            async for chunk in body:
-                yield chunk
-        finally:
-            await self.give_back(size)
+            await asyncio.wait_for(self._room_for(size), self.wait_seconds)
+        except TimeoutError:
+            raise ServiceError(
+                ErrorCode.SERVER_BUSY,
+                f"the server's memory budget for decoded images is in use; retry in {RETRY_AFTER_SECONDS} s",
+                limit="memory_budget_bytes",
+                limit_value=self.total,
+                retry_after=RETRY_AFTER_SECONDS,
+            ) from None
+        self.used += size
+
+    async def _room_for(self, size: int) -> None:
+        """Until ``size`` bytes fit. Checking and waiting happen with no await between them, so a give_back
+        cannot slip in unseen; every waiter wakes on each one and checks again."""
+        while self.used + size > self.total:
+            self._freed.clear()
+            await self._freed.wait()
+
+    def give_back(self, size: int) -> None:
+        """Plain, not awaited: a body dropped unread gives its bytes back from a finalizer."""
+        self.used -= size
+        self._freed.set()
+
+    def held_for(self, size: int, body: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+        """``body``, with ``size`` bytes given back when it ends, however it ends."""
+        return ending(body, lambda: self.give_back(size))

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from augserve_client.protocol.errors import ErrorCode
 
 from .errors import ServiceError
+from .streaming import ending
 
 log = logging.getLogger("augserve.draining")
 RETRY_AFTER_SECONDS = 1
@@ -50,17 +51,16 @@ class Drain:
         if self.deadline_passed:
             raise shutting_down(f"the server is shutting down and gave this stream {self.seconds:g} s to finish")
 
-    async def track(self, body: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
-        """``body``, counted among the running streams until it ends, however it ends."""
+    def track(self, body: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+        """``body``, counted among the running streams from now until it ends, however it ends."""
         self._streams += 1
         self._idle.clear()
-        try:
-            async for chunk in body:
-                yield chunk
-        finally:
-            self._streams -= 1
-            if not self._streams:
-                self._idle.set()
+        return ending(body, self._ended)
+
+    def _ended(self) -> None:
+        self._streams -= 1
+        if not self._streams:
+            self._idle.set()
 
     async def run(self, then: Callable[[], None]) -> None:
         """Drain, then call ``then`` (the server's own shutdown)."""

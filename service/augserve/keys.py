@@ -24,7 +24,6 @@ import json
 import secrets
 import sys
 import threading
-import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 from augserve_client.protocol.errors import ErrorCode
 
 from .errors import ServiceError
+from .streaming import ending
 
 ROLES = ("read", "write", "admin")
 
@@ -118,24 +118,10 @@ class StreamQuota:
                 retry_after=1,
             )
         self.open[caller.name] += 1
-        released = False
+        return ending(body, lambda: self._release(caller.name))
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.open[caller.name] -= 1
-
-        async def held() -> AsyncIterator[bytes | memoryview]:
-            try:
-                async for chunk in body:
-                    yield chunk
-            finally:
-                release()
-
-        stream = held()
-        weakref.finalize(stream, release)  # a response dropped before its body started never runs the finally
-        return stream
+    def _release(self, name: str) -> None:
+        self.open[name] -= 1
 
 
 def forbidden(message: str) -> ServiceError:

@@ -21,16 +21,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future
+from typing import TypeVar
 
 from augserve_client.protocol.wire import Buffer
 
 from .errors import ServiceError
 
 Job = Callable[[], list[Buffer]]
+T = TypeVar("T")
 log = logging.getLogger("augserve.streaming")
+
+
+def ending(body: AsyncIterator[T], on_end: Callable[[], None]) -> AsyncIterator[T]:
+    """``body``, and ``on_end()`` once when it ends, however it ends: run to its end, failed, closed early, or
+    dropped before it ever started. The last is the one a ``finally`` in the body misses: Starlette never starts
+    the body of a response whose status line could not be sent (a client that left), so what the response held
+    (a drain count, budget bytes, a key's stream) is given back when the body is collected instead."""
+    ended = False
+
+    def end() -> None:
+        nonlocal ended
+        if not ended:
+            ended = True
+            on_end()
+
+    async def ends() -> AsyncIterator[T]:
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            end()
+
+    wrapped = ends()
+    weakref.finalize(wrapped, end)
+    return wrapped
 
 
 class StreamBroken(Exception):

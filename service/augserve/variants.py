@@ -75,7 +75,7 @@ async def augment(state: AppState, request: AugmentRequest, disconnected: Discon
     try:
         body = await _stream(state, owner, request, seed, disconnected)
     except BaseException:
-        await state.budget.give_back(sum(sizes))
+        state.budget.give_back(sum(sizes))
         raise
     return VariantStream(state.budget.held_for(sum(sizes), body), seed, len(request.files) * request.variants)
 
