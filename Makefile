@@ -54,6 +54,13 @@ bench: $(VENV)/.dev
 bench-smoke: $(VENV)/.dev
 	$(BIN)/python -m bench.run --smoke --out $(CURDIR)/.bench-smoke
 
+# The soak (issue 15): 16 trainers, uploads and augment calls against two replicas for 10 minutes, one replica
+# killed (SIGKILL) and restarted midway. Bounded: it stops by itself, and fails if a check fails. Not part of
+# `make test`, which runs its 60 s version (tests/test_soak.py). Results in bench/results/soak.json and soak.md.
+.PHONY: soak
+soak: $(VENV)/.dev
+	$(BIN)/python -m bench.soak
+
 # The image and the compose stack built and run for real (docs/deploy.md, "The container test"): podman with runc
 # instead of a Docker engine, a Debian base made with debootstrap instead of a pulled one. Minutes, not seconds, so
 # not part of `make test`. Skipped, saying why, where podman cannot be installed (not root, no apt-get).
