@@ -1,16 +1,20 @@
 """A client spread over several real servers on one data dir, without a balancer: the same bytes as one
 server, failover when a replica is killed mid-epoch, a replica used again once it is back, a typed error when
-all are down, and a refusal when an endpoint serves other content under the same name."""
+all are down, a refusal when an endpoint serves other content under the same name, and a delete whose answer
+was lost counted as done."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from augserve.devserver import ServerProcess
-from augserve_client import Client, ReplicaMismatchError, TransportError
+from augserve_client import Client, NotFoundError, ReplicaMismatchError, TransportError
 from augserve_client.torch_dataset import AugmentedDataset
 from torch.utils.data import DataLoader
 
@@ -90,3 +94,47 @@ def test_an_endpoint_with_other_content_under_the_name_is_refused(
                 list(client.epoch("shared", BIG, batch_size=4, shard_index=shard, shard_count=2))
     finally:
         other.stop()
+
+
+class DeletesThenDies:
+    """A replica that does the delete it is asked for (on ``server``) and dies before it answers."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.server = server
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            method, path = request.split(b" ")[:2]
+            httpx.request(method.decode(), self.server.url + path.decode(), timeout=30)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(10)
+
+
+def test_a_delete_whose_answer_was_lost_is_done_not_missing(
+    replicas: list[ServerProcess], indexed_files: list[Path]
+) -> None:
+    """The replica that deleted the dataset died before answering; the next says 404. The client reports the
+    delete done, as it is, rather than a NotFoundError for a dataset it did delete."""
+    first, second = replicas[0], replicas[1]
+    with Client(first.url) as client:
+        client.upload_dataset("doomed", indexed_files[:2], labels=[0, 1], progress=False)
+    dying = DeletesThenDies(first)
+    try:
+        with Client([dying.url, second.url]) as client:
+            client.delete_dataset("doomed")
+            with pytest.raises(NotFoundError):
+                client.describe("doomed")
+            with pytest.raises(NotFoundError):  # a delete of what was never there is still a 404
+                client.delete_dataset("doomed")
+    finally:
+        dying.close()

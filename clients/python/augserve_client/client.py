@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .connections import RETRYABLE, open_stream, raise_for_error
+from .connections import RESENT, RETRYABLE, open_stream, raise_for_error
 from .epoch_batches import EpochBatches
 from .protocol.datasets import Label, dataset_path
 from .protocol.epochs import EpochRequest
@@ -275,21 +275,29 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One plain request; errors become typed exceptions. With several endpoints, one that cannot be
         reached or answers 5xx is marked down and the next is asked (every augserve request is idempotent)."""
-        failure: Exception = TransportError("no endpoint answered")
+        failure: Exception | None = None
         for replica in self.replicas.order():
             try:
                 try:
                     response = replica.http.request(method, path, **kwargs)
                 except httpx.TransportError as error:
                     raise TransportError(f"{method} {replica.url}{path}: {error}") from error
-                raise_for_error(response.status_code, response.read)
+                if not _already_done(method, response, resent=failure is not None):
+                    raise_for_error(response.status_code, response.read)
             except (TransportError, InternalServerError) as error:
                 self.replicas.failed(replica)
                 failure = error
                 continue
             self.replicas.succeeded(replica)
             return response
-        raise failure
+        raise failure or TransportError("no endpoint answered")
+
+
+def _already_done(method: str, response: httpx.Response, resent: bool) -> bool:
+    """A DELETE sent again (to the next endpoint, or to a balancer after its 502) that finds nothing to delete:
+    the endpoint that failed may have deleted it before its answer was lost, and gone is what was asked."""
+    resent = resent or bool(response.extensions.get(RESENT))
+    return resent and method.upper() == "DELETE" and response.status_code == 404
 
 
 def as_spec(spec: SpecInput | None) -> Spec:

@@ -50,6 +50,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 IDEMPOTENT_POSTS = re.compile(r"/v1/(specs/validate|augment|blobs|blobs/missing|datasets|datasets/[^/]+/epochs)\Z")
 # Probes say how things are now; asking again until they pass would answer another question.
 PROBES = frozenset({"/healthz", "/readyz", "/livez"})
+RESENT = "augserve_resent"  # set in a response's extensions when its request was sent more than once
 
 
 def retryable_call(method: str, path: str) -> bool:
@@ -93,12 +94,15 @@ class ProxyRetryingClient(httpx.Client):
             return super().send(request, stream=stream, **kwargs)
         request.read()  # the body is sent again as it was (an upload batch is in memory already)
         policy = self.proxy_retries
-        for attempt in range(policy.tries):
+        attempt = 0
+        while True:
             response = super().send(request, **kwargs)
-            if response.status_code not in PROXY_STATUSES:
+            if attempt:
+                response.extensions[RESENT] = True  # see Client.request: a DELETE's lost answer
+            if response.status_code not in PROXY_STATUSES or attempt == policy.tries:
                 return response
             time.sleep(policy.delay(attempt, response))
-        return super().send(request, **kwargs)
+            attempt += 1
 
 
 @functools.cache
