@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.profile_server epoch --workers 1 --seconds 20 --out /tmp/prof
     .venv/bin/python -m bench.profile_server augment --target client
+    .venv/bin/python -m bench.profile_server epoch --cold --decode exact   # SERVICE_COLD: a cache of 5% of the set
 
 Starts a fresh server on the benchmark's images, warms it, then drives the load for ``--seconds`` while
 ``py-spy record`` samples the target: the server's serving processes, or this (client) process. It writes a
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from augserve_client import Client
 
-from bench import data, service
+from bench import cold, data, service
 from bench.common import Config
 from bench.serving import BenchServer, register, spread_clients
 
@@ -88,6 +89,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/augserve-profile"))
     parser.add_argument("--idle", action="store_true", help="also sample idle threads (where do workers wait?)")
+    parser.add_argument("--cold", action="store_true", help="a decoded-image cache of 5%% of the set (SERVICE_COLD)")
+    parser.add_argument("--decode", choices=("exact", "fast"), default="exact", help="the server's decode mode")
     args = parser.parse_args()
     config = Config.full()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +98,10 @@ def main() -> None:
         work = Path(tmp)
         dataset = data.make_dataset(work / "images", config.samples, config.classes)
         blobs = service.read_blobs(dataset.files)
-        server = BenchServer(work / "data", work / "logs", args.workers, args.threads).start()
+        settings: dict[str, object] = {"decode": args.decode}
+        if args.cold:
+            settings["cache_bytes"] = int(cold.CACHE_SHARE * cold.decoded_bytes(data.decode_all(dataset)))
+        server = BenchServer(work / "data", work / "logs", args.workers, args.threads, **settings).start()
         try:
             name = register(server, dataset.root)
             service.warm(server, name, config)
@@ -109,7 +115,8 @@ def main() -> None:
             spies = []
             for pid in pids:
                 for gil in (False, True):
-                    stem = args.out / f"{args.load}-{args.target}-w{args.workers}-t{args.threads}-{pid}{'-gil' * gil}"
+                    kind = f"{args.load}{'-cold' * args.cold}-{args.decode}"
+                    stem = args.out / f"{kind}-{args.target}-w{args.workers}-t{args.threads}-{pid}{'-gil' * gil}"
                     command = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
                     command += ["--format", "raw", "--output", f"{stem}.txt", "--threads", "--nonblocking"]
                     if gil:

@@ -1,4 +1,5 @@
-"""``make bench``: every measurement of issue 4, side by side in one run; results in bench/results/.
+"""``make bench``: every measurement of issues 4 and 17 (the cold path), side by side in one run; results in
+bench/results/.
 
     .venv/bin/python -m bench.run                   # full run (a few minutes on 2 cores)
     .venv/bin/python -m bench.run --smoke --out DIR  # tiny sizes, every section, well under a minute
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import data, limit, memory, service, transport
+from bench import cold, data, decoders, limit, memory, service, transport
 from bench.common import Config
 from bench.serving import BenchServer, register
 
@@ -49,13 +50,18 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         dataset = data.make_dataset(work / "images", config.samples, config.classes)
         images = data.decode_all(dataset)
+        blobs = service.read_blobs(dataset.files)
         log(f"{len(images)} JPEGs, {dataset.bytes / 1e6:.1f} MB, in {dataset.root}")
-        limit_before = limit.windows(config, images)
-        log("LIMIT (before)")
+        limit_before, cold_before = limit.windows(config, images), limit.cold_windows(config, blobs)
+        log("LIMIT and LIMIT_COLD (before)")
         results: dict[str, Any] = {"machine": report.machine(), "config": vars(config)}
+        results["decoders"] = decoders.run(blobs, config)
+        log(f"decoders: simplejpeg/Pillow CPU {results['decoders']['speed']['simplejpeg_vs_pillow_cpu']}")
         results["transport"] = transport.run(config)
         log(f"TRANSPORT: {results['transport']['ms_per_variant']} ms of CPU per raw variant")
         results.update(measure_servers(config, dataset, work))
+        results["cold"] = cold.run(config, dataset, cold.decoded_bytes(images), work)
+        log("SERVICE_COLD and OURS_COLD")
         from bench import peer  # torch: imported after LIMIT has forked its processes
 
         results["peer"] = peer.peer_rate(dataset.files, dataset.labels, config)
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         results["memory"] = measure_memory(config, dataset, work)
         log("memory")
         results["limit"] = limit.summarise(limit_before, limit.windows(config, images))
-        log("LIMIT (after)")
+        results["limit_cold"] = limit.summarise(cold_before, limit.cold_windows(config, blobs))
+        log("LIMIT and LIMIT_COLD (after)")
     report.write(results, args.out)
     log(f"results in {args.out}")
 

@@ -10,6 +10,7 @@ and the measurement records whether that still held afterwards.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 from augserve.devserver import ServerProcess
 from augserve_client import Client
@@ -26,6 +28,7 @@ from .common import TICKS, tree_cpu
 
 DATASET = "bench-photos"  # not "bench": AugmentedDataset would take ./bench, a directory, for a folder
 CLIENT_TIMEOUT = 300.0
+START_TIMEOUT = 240.0  # a server imports albumentations before it is ready: over a minute on a crowded machine
 
 
 class BenchServer:
@@ -47,7 +50,7 @@ class BenchServer:
         return self.process.port
 
     def start(self) -> BenchServer:
-        self.process.start()
+        self.process.start(timeout=START_TIMEOUT)
         deadline = time.monotonic() + 30
         while len(self.worker_pids()) < self.workers and time.monotonic() < deadline:
             time.sleep(0.1)  # readyz answers as soon as the first worker is up
@@ -74,7 +77,9 @@ class BenchServer:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far: ``loop`` (each serving process's main thread, which runs the event loop),
-        ``pool`` (its other threads: the augmentation pool) and ``total`` (the whole tree, supervisor included)."""
+        ``pool`` (its other threads: the augmentation pool) and ``total`` (the whole tree, supervisor included);
+        and ``decode``, the seconds the pools spent decoding (``augserve_decode_seconds``, added up over workers:
+        time inside the decoder, so on a busy machine an upper bound on its CPU), a part of ``pool``."""
         loop = pool = 0.0
         for pid in self.worker_pids():
             for tid, seconds in _thread_cpu(pid).items():
@@ -82,7 +87,12 @@ class BenchServer:
                     loop += seconds
                 else:
                     pool += seconds
-        return {"loop": loop, "pool": pool, "total": tree_cpu(self.pids())}
+        return {"loop": loop, "pool": pool, "decode": self.decode_seconds(), "total": tree_cpu(self.pids())}
+
+    def decode_seconds(self) -> float:
+        text = httpx.get(f"{self.url}/metrics", timeout=CLIENT_TIMEOUT).text
+        found = re.search(r"^augserve_decode_seconds_sum(?:\{[^}]*\})? (\S+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
 
     def established_per_worker(self) -> list[int]:
         """Established connections each worker is serving, from any client process (server side)."""

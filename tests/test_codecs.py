@@ -7,6 +7,7 @@ import struct
 import zlib
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from augserve import codecs
@@ -14,7 +15,7 @@ from augserve.errors import ServiceError
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.wire import npy_parts
 from conftest import encode
-from PIL import Image
+from PIL import Image, ImageOps
 
 MAX_PIXELS = 1_000_000
 
@@ -93,6 +94,53 @@ def test_exif_orientation_is_applied() -> None:
     assert decoded.shape == (20, 10, 3)
     assert decoded[1, 8].min() > 200 and decoded[1, 1].max() < 50  # now top-right
     assert codecs.image_size(data, "turned.jpg", MAX_PIXELS) == (20, 10)
+
+
+def pillow_pixels(data: bytes) -> np.ndarray:
+    """What Pillow alone makes of a JPEG: the decoding rule's reference (exif_transpose, then RGB)."""
+    with Image.open(io.BytesIO(data)) as image:
+        turned = ImageOps.exif_transpose(image)
+        return np.asarray(turned.convert("RGB"))
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2], ids=["4:4:4", "4:2:2", "4:2:0"])
+def test_jpegs_decode_to_the_pixels_pillow_gives(subsampling: int, photos: list[np.ndarray]) -> None:
+    """libjpeg-turbo through simplejpeg, outside the GIL, and Pillow agree to the byte: same IDCT, same upsampling."""
+    photo = photos[0][:131, :197]  # odd sides: partial MCUs at the edges
+    data = encode(photo, "JPEG", quality=90, subsampling=subsampling)
+    np.testing.assert_array_equal(codecs.decode(data, "p.jpg", MAX_PIXELS), pillow_pixels(data))
+
+
+def test_greyscale_jpegs_decode_to_the_pixels_pillow_gives(photos: list[np.ndarray]) -> None:
+    data = encode(photos[1][:64, :80, 1], "JPEG", quality=90)
+    decoded = codecs.decode(data, "grey.jpg", MAX_PIXELS)
+    np.testing.assert_array_equal(decoded, pillow_pixels(data))
+    assert (decoded[..., 0] == decoded[..., 2]).all()
+
+
+@pytest.mark.parametrize("turn", range(1, 9))
+def test_every_exif_orientation_matches_pillows_transpose(turn: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = turn
+    data = encode(rgb(16, 40), "JPEG", exif=exif, quality=95)
+    decoded = codecs.decode(data, "turned.jpg", MAX_PIXELS)
+    assert decoded.flags.c_contiguous
+    np.testing.assert_array_equal(decoded, pillow_pixels(data))
+
+
+@pytest.mark.parametrize("turn", [1, 6])
+def test_a_jpeg_decodes_dct_scaled_to_the_least_size_covering_min_size(turn: int, photos: list[np.ndarray]) -> None:
+    """``min_size`` is in shown (oriented) pixels; libjpeg-turbo scales by eighths, each side rounded up."""
+    exif = Image.Exif()
+    exif[0x0112] = turn
+    data = encode(photos[0][:400, :320], "JPEG", exif=exif, quality=90)
+    full = codecs.decode(data, "p.jpg", MAX_PIXELS)
+    assert full.shape[:2] == ((400, 320) if turn == 1 else (320, 400))
+    small = codecs.decode(data, "p.jpg", MAX_PIXELS, min_size=(full.shape[0] // 4, full.shape[1] // 4))
+    assert small.shape[:2] == (full.shape[0] // 4, full.shape[1] // 4)  # 2/8: both sides divide evenly
+    reduced = cv2.resize(full, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - reduced).mean() < 3  # the same picture, not a crop or a turn of it
+    np.testing.assert_array_equal(codecs.decode(data, "p.jpg", MAX_PIXELS, min_size=full.shape[:2]), full)
 
 
 # --- the mode rule -----------------------------------------------------------------------------------------

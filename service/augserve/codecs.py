@@ -25,7 +25,7 @@ from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.wire import NPY_MAGIC, Buffer, npy_parts, npy_shape, read_npy
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import metrics
+from . import jpeg, metrics
 from .errors import ServiceError, limit_exceeded
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
@@ -35,12 +35,23 @@ EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
 Image.MAX_IMAGE_PIXELS = None
 
 
-def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode an upload to a contiguous HxWx3 uint8 RGB array, or raise a ServiceError naming ``name``."""
+def decode(
+    data: bytes, name: str, max_pixels: int, min_size: tuple[int, int] | None = None, fast: bool = False
+) -> np.ndarray:
+    """Decode an upload to a contiguous HxWx3 uint8 RGB array, or raise a ServiceError naming ``name``.
+
+    Plain JPEGs go through libjpeg-turbo outside the GIL (:mod:`.jpeg`), to the same pixels Pillow gives. The
+    ``fast`` decode mode (:mod:`.scaled_decode`) may ask a JPEG for less: ``min_size`` (height, width) decodes
+    it DCT-scaled, down to the least scale covering that size, and ``fast`` uses libjpeg-turbo's fast IDCT and
+    upsampling. Other formats ignore both."""
     _not_empty(data, name)
     if data.startswith(NPY_MAGIC):
         return _decode_npy(data, name, max_pixels)
     with metrics.DECODE_SECONDS.time(), _opened(data, name, max_pixels, "decoded") as image:
+        if jpeg.takes(image):
+            pixels = jpeg.decode(data, jpeg.orientation(image), min_size, fast)
+            if pixels is not None:
+                return pixels
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies every image, rotated or not
         return _to_rgb(image, name)
@@ -153,6 +164,7 @@ def encode(image: np.ndarray, fmt: str, quality: int) -> list[Buffer]:
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {fmt}")
     return [encoded.data]
+
 
 def decode_mask(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """A mask upload as a contiguous HxW uint8 array of class ids, or a ServiceError naming ``name``.

@@ -45,9 +45,10 @@ from augserve_client.protocol.wire import (
     header_size,
 )
 
-from . import codecs, metrics
+from . import metrics
 from .errors import ServiceError, limit_exceeded, stream_error_body
 from .preflight import check_fits, check_sizes, check_transforms
+from .sources import variant_source
 from .state import AppState
 from .store import Manifest
 from .streaming import Job
@@ -247,13 +248,6 @@ def jobs(state: AppState, manifest: Manifest, request: EpochRequest, plan: Plan)
         yield partial(work.frame, int(bounds[-2]), plan.header_bytes.get(len(indices), 0))
 
 
-def decoded(state: AppState, manifest: Manifest, index: int) -> np.ndarray:
-    return state.cache.get(
-        manifest.decoded_key(index),
-        lambda: codecs.decode(state.store.read(manifest, index), manifest.keys[index], state.settings.max_pixels),
-    )
-
-
 @dataclass(frozen=True)
 class _BatchWork:
     """One batch's samples, their seeds (derived once), and what its parts fill: the batch's array (raw), or
@@ -291,7 +285,8 @@ class _BatchWork:
         pipeline = self.state.pipelines.get(self.spec)
         with metrics.AUGMENT_SECONDS.time():
             for slot in range(start, stop):
-                variant = pipeline.image(decoded(self.state, self.manifest, self.indices[slot]), self.seeds[slot])
+                index, seed = self.indices[slot], self.seeds[slot]
+                variant = pipeline.image(variant_source(self.state, self.manifest, pipeline, index, seed), seed)
                 if self.images is not None:
                     self.images[slot] = variant
                 else:

@@ -61,6 +61,21 @@ class Settings(BaseSettings):
         30.0, ge=0, le=600, description="how long a request waits for the memory budget before a 503"
     )
     cache_bytes: int = Field(1024 * MiB, ge=0, description="decoded-image cache per process")
+    disk_cache_bytes: int = Field(
+        0,
+        ge=0,
+        description="bytes of decoded images kept on local disk, memory-mapped and shared by a replica's workers "
+        "(a second cache tier, surviving restarts; checked by hash on every read); 0: off",
+    )
+    disk_cache_dir: Path | None = Field(
+        None, description="where the disk tier lives (a local disk); unset: decoded/ under data_dir"
+    )
+    decode: Literal["exact", "fast"] = Field(
+        "exact",
+        description="epoch streams: exact decodes JPEGs to Pillow's pixels; fast uses libjpeg-turbo's fast IDCT "
+        "and upsampling, and decodes at 1/2, 1/4 or 1/8 scale when the variant's crop window keeps the output's "
+        "resolution (not bit-identical to exact; a seed still gives the same bytes within the mode)",
+    )
     inflight: int = Field(0, ge=0, le=256, description="work items computed ahead of the socket; 0 = 2 x threads")
     ahead_bytes: int = Field(
         64 * MiB, gt=0, description="results computed ahead of a stream's socket, at most (and at least one job's)"

@@ -4,6 +4,8 @@ Layout under ``data_dir``::
 
     blobs/ab/ab12...ef        uploaded file bytes, named by their SHA-256 (stored once, however often sent)
     datasets/<name>.json      a dataset's manifest: keys, labels, image sizes, classes
+    decoded/<xxh3>.px         the disk tier of decoded images, when on (``augserve.disk_cache``; this replica's
+                              own: point ``disk_cache_dir`` at a local disk when data_dir is shared storage)
 
 Manifests are immutable once written, and written atomically (a temporary file hard-linked into place), so two
 replicas behind a load balancer see the same datasets, a half-written manifest is never read, and two replicas
