@@ -119,9 +119,9 @@ def test_bad_uploads_and_references_are_4xx(dataset_server: ServerProcess) -> No
         with pytest.raises(InvalidImageError) as bad_file:
             client.request("POST", "/v1/blobs", files=[("files", ("notes.txt", b"hello", "text/plain"))])
         assert bad_file.value.file == "notes.txt" and bad_file.value.code == "not_an_image"
-        with pytest.raises(InvalidRequestError) as unknown_blob:
+        with pytest.raises(NotFoundError) as unknown_blob:
             client.request("POST", "/v1/datasets", json={"name": "ghost", "items": [{"blob": "ab" * 32}]})
-        assert unknown_blob.value.field == "items[0].blob"
+        assert unknown_blob.value.field == "items[0].blob" and "never uploaded" in unknown_blob.value.message
         with pytest.raises(InvalidRequestError) as bad_name:
             client.request("POST", "/v1/datasets", json={"name": "../x", "items": [{"blob": "ab" * 32}]})
         assert bad_name.value.field == "name"

@@ -4,7 +4,7 @@ Blobs are shared by content, so a deleted dataset's blobs may still serve others
 lists are reclaimed. A registration is two steps apart (blobs first, then the manifest that lists them), so a
 blob is also kept while it is fresh: storing one, or being told it is already there (``/v1/blobs/missing``),
 touches it, and only blobs untouched for ``blob_grace_seconds`` are candidates. A registration that takes
-longer than that between its two steps finds its blob gone and says so (a 422 naming the item): it uploads
+longer than that between its two steps finds its blob gone and says so (a 404 naming the item): it uploads
 again.
 """
 

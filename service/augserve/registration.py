@@ -41,9 +41,9 @@ def build_manifest(state: AppState, body: CreateDataset, owner: str) -> Manifest
         labels, classes = _labels([item.label for item in body.items])
         missing = store.missing(keys)
         if missing:
-            raise ServiceError(
-                ErrorCode.INVALID_REQUEST,
-                f"blob {missing[0]} was never uploaded (POST /v1/blobs first)",
+            raise ServiceError(  # a reference to something the server does not have: 404, as for a dataset
+                ErrorCode.NOT_FOUND,
+                f"blob {missing[0]} was never uploaded, or was reclaimed since (POST /v1/blobs first)",
                 field=f"items[{keys.index(missing[0])}].blob",
             )
         paths = [store.blob_path(key) for key in keys]

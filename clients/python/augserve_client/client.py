@@ -17,7 +17,7 @@ import numpy as np
 from .connections import RESENT, RETRYABLE, open_stream, raise_for_error
 from .epoch_batches import EpochBatches
 from .protocol.datasets import Label, dataset_path
-from .protocol.epochs import EpochRequest
+from .protocol.epochs import EpochRequest, ReplayRequest
 from .protocol.errors import InternalServerError, ProtocolError, TransportError, stream_error
 from .protocol.spec import Format, Spec
 from .protocol.targets import ImageTargets, is_mask_member
@@ -201,9 +201,7 @@ class Client:
         ``{"boxes": [...], "labels": [...], "keypoints": [...]}`` or None) move with their image, by the same
         random draw; the spec's ``targets`` section says how (docs/targets.md).
         """
-        checked = as_spec(spec)
-        if format is not None:
-            checked = checked.model_copy(update={"output": checked.output.model_copy(update={"format": format})})
+        checked = _with_format(as_spec(spec), format)
         files = [("images", _upload(index, image)) for index, image in enumerate(images)]
         files += [("masks", _upload(index, mask)) for index, mask in enumerate(masks or [])]
         data: dict[str, str] = {"spec": checked.model_dump_json(), "variants": str(variants)}
@@ -256,6 +254,26 @@ class Client:
     def describe(self, name: str) -> dict[str, Any]:
         return self.request("GET", dataset_path(name)).json()
 
+    def replay(
+        self,
+        dataset: str,
+        spec: SpecInput | None = None,
+        *,
+        index: int,
+        seed: int = 0,
+        epoch: int = 0,
+        format: Format | None = "npy",
+    ) -> AugmentedImage:
+        """Sample ``index``'s variant exactly as ``epoch(dataset, spec, seed=seed, epoch=epoch)`` delivered it
+        (byte for byte, whatever shard or batch carried it), with what was applied in ``meta["applied"]``: for
+        "why does batch 812 look wrong?" without streaming the epoch again. ``index`` is the dataset index a batch
+        lists in ``indices``."""
+        checked = _with_format(as_spec(spec), format)
+        body = ReplayRequest(spec=checked, seed=seed, epoch=epoch, index=index).model_dump(mode="json")
+        response = self.request("POST", dataset_path(dataset) + "/replay", json=body)
+        (image, data), (_, meta) = read_tar(io.BytesIO(response.content))
+        return AugmentedImage(image, data, json.loads(meta))
+
     def delete_dataset(self, name: str) -> None:
         self.request("DELETE", dataset_path(name))
 
@@ -306,6 +324,13 @@ def as_spec(spec: SpecInput | None) -> Spec:
     if isinstance(spec, Spec):
         return spec
     return Spec.model_validate_json(spec) if isinstance(spec, str) else Spec.model_validate(dict(spec))
+
+
+def _with_format(spec: Spec, format: Format | None) -> Spec:
+    """``spec`` with its output format replaced (None: kept)."""
+    if format is None:
+        return spec
+    return spec.model_copy(update={"output": spec.output.model_copy(update={"format": format})})
 
 
 def _spec_payload(spec: SpecInput) -> Any:

@@ -6,12 +6,12 @@ from functools import partial
 from typing import Annotated, Any
 
 from augserve_client.protocol.datasets import NAME_PATTERN, CreateDataset, HashList
-from augserve_client.protocol.epochs import EpochRequest
-from augserve_client.protocol.wire import MEDIA_TYPE_FRAMES
+from augserve_client.protocol.epochs import EpochRequest, ReplayRequest
+from augserve_client.protocol.wire import MEDIA_TYPE_FRAMES, MEDIA_TYPE_TAR
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
-from .. import epoch_stream, registration
+from .. import epoch_stream, registration, replay
 from ..reclaim import reclaim_blobs
 from .deps import Reader, State, Writer
 from .forms import read_files, read_form
@@ -148,3 +148,19 @@ async def stream_epoch(name: DatasetName, body: EpochRequest, state: State, who:
         "X-Augserve-Cache": f"hits={cache['hits']};misses={cache['misses']}",
     }
     return CutOnFailureResponse(state.quota.hold(who, stream.body), media_type=MEDIA_TYPE_FRAMES, headers=headers)
+
+
+@router.post(
+    "/v1/datasets/{name}/replay",
+    response_class=Response,
+    responses={
+        200: {"content": {MEDIA_TYPE_TAR: {}}, "description": "a tar of {index:05d}.{ext} and {index:05d}.json"},
+        **errors(404, 413),
+    },
+)
+async def replay_sample(name: DatasetName, body: ReplayRequest, state: State, _: Reader) -> Response:
+    """One sample's variant, exactly as the epoch stream with this spec, seed and epoch made it (byte for byte),
+    with the parameters it drew: for the one batch that looks wrong, without streaming the epoch again."""
+    manifest = await state.io(state.store.get, name)
+    parts = await state.compute(object(), replay.replay, state, manifest, body)
+    return Response(b"".join(parts), media_type=MEDIA_TYPE_TAR)

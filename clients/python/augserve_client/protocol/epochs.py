@@ -28,6 +28,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .numbers import Boolean, Integer
 from .seeds import SEED_BITS, derive_seed
 from .spec import Spec
 
@@ -66,15 +67,15 @@ class EpochRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spec: Spec = Field(default_factory=Spec)
-    batch_size: int = Field(32, gt=0)
-    seed: int = Field(0, ge=0, lt=1 << SEED_BITS)
-    epoch: int = Field(0, ge=0)
-    shard_index: int = Field(0, ge=0)
-    shard_count: int = Field(1, ge=1)
-    start_batch: int = Field(0, ge=0, description="first batch of the shard to send (resume point)")
-    end_batch: int | None = Field(None, ge=0, description="stop before this batch; None = end of the shard")
-    shuffle: bool = True
-    drop_last: bool = False
+    batch_size: Integer = Field(32, gt=0)
+    seed: Integer = Field(0, ge=0, lt=1 << SEED_BITS)
+    epoch: Integer = Field(0, ge=0)
+    shard_index: Integer = Field(0, ge=0)
+    shard_count: Integer = Field(1, ge=1)
+    start_batch: Integer = Field(0, ge=0, description="first batch of the shard to send (resume point)")
+    end_batch: Integer | None = Field(None, ge=0, description="stop before this batch; None = end of the shard")
+    shuffle: Boolean = True
+    drop_last: Boolean = False
     skip: Progress | None = Field(
         None, description="samples already delivered (a resumed run): the shards split what remains of the epoch"
     )
@@ -83,7 +84,9 @@ class EpochRequest(BaseModel):
         description="how batch payloads travel: raw uint8 (a Content-Length), zstd (lossless, about half the bytes) "
         "or jpeg (lossy, at quality); see docs/wire-format.md",
     )
-    quality: int | None = Field(None, ge=1, le=100, description="jpeg quality (default 90); only with encoding jpeg")
+    quality: Integer | None = Field(
+        None, ge=1, le=100, description="jpeg quality (default 90); only with encoding jpeg"
+    )
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> EpochRequest:
@@ -94,6 +97,19 @@ class EpochRequest(BaseModel):
         if self.quality is not None and self.encoding != "jpeg":
             raise ValueError(f"quality applies to encoding 'jpeg' only, not {self.encoding!r}")
         return self
+
+
+class ReplayRequest(BaseModel):
+    """The body of ``POST /v1/datasets/{name}/replay``: which variant of which sample to make again, exactly as
+    the epoch stream with this ``spec``, ``seed`` and ``epoch`` made it (the shard, batch and position do not
+    matter: a sample's variant depends on these and its dataset ``index`` alone)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: Spec = Field(default_factory=Spec)
+    seed: Integer = Field(0, ge=0, lt=1 << SEED_BITS)
+    epoch: Integer = Field(0, ge=0)
+    index: Integer = Field(ge=0, description="the sample's index in the dataset, as batch frames list it in 'indices'")
 
 
 @dataclass(frozen=True)

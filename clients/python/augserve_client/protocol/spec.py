@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.functional_validators import AfterValidator
+from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from .allowlist import CLASS_KEY, check_transform
+from .numbers import Boolean, Integer, Number, a_number, bounded
 from .targets import TargetRules
 
 SPEC_VERSION = 1
@@ -39,15 +40,17 @@ def _square_or_pair(value: object) -> object:
     return (value, value) if isinstance(value, int) else value
 
 
-Range = Annotated[tuple[float, float], AfterValidator(_ordered)]
+Range = Annotated[tuple[Number, Number], AfterValidator(_ordered)]
 Size = Annotated[
-    tuple[Annotated[int, Field(gt=0, le=16384)], Annotated[int, Field(gt=0, le=16384)]],
+    tuple[bounded(int, gt=0, le=16384), bounded(int, gt=0, le=16384)],
     Field(description="[height, width] in pixels; a single integer means a square"),
 ]
 Fill = (
-    Annotated[int, Field(ge=0, le=255)]
+    bounded(int, ge=0, le=255)
     | tuple[
-        Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]
+        bounded(int, ge=0, le=255),
+        bounded(int, ge=0, le=255),
+        bounded(int, ge=0, le=255),
     ]
 )
 
@@ -67,7 +70,7 @@ def _tag_required(schema: dict[str, Any]) -> None:
 class _Op(_Model):
     model_config = ConfigDict(json_schema_extra=_tag_required)
 
-    p: float = Field(1.0, ge=0.0, le=1.0, description="probability that this op is applied to a variant")
+    p: Number = Field(1.0, ge=0.0, le=1.0, description="probability that this op is applied to a variant")
 
 
 class _Bordered(_Op):
@@ -79,9 +82,9 @@ class Reflect(_Op):
     """Mirror the image; each enabled axis is flipped independently with probability ``p``."""
 
     op: Literal["reflect"] = "reflect"
-    p: float = Field(0.5, ge=0.0, le=1.0)
-    horizontal: bool = Field(True, description="left-right mirror (reverses columns)")
-    vertical: bool = Field(False, description="top-bottom mirror (reverses rows)")
+    p: Number = Field(0.5, ge=0.0, le=1.0)
+    horizontal: Boolean = Field(True, description="left-right mirror (reverses columns)")
+    vertical: Boolean = Field(False, description="top-bottom mirror (reverses rows)")
 
     @model_validator(mode="after")
     def _some_axis(self) -> Reflect:
@@ -99,7 +102,7 @@ class Rotate(_Bordered):
     """
 
     op: Literal["rotate"] = "rotate"
-    p: float = Field(0.5, ge=0.0, le=1.0)
+    p: Number = Field(0.5, ge=0.0, le=1.0)
     angle: Range | None = Field(
         None, description="[min, max] degrees, counter-clockwise positive; [-15, 15] unless right_angles is given"
     )
@@ -178,7 +181,7 @@ class Shift(_Bordered):
     """Translate the content; ``x`` and ``y`` are ranges in fractions of width/height, or pixels."""
 
     op: Literal["shift"] = "shift"
-    p: float = Field(0.5, ge=0.0, le=1.0)
+    p: Number = Field(0.5, ge=0.0, le=1.0)
     x: Range = Field((-0.1, 0.1), description="[min, max] horizontal shift; positive moves content right")
     y: Range = Field((-0.1, 0.1), description="[min, max] vertical shift; positive moves content down")
     unit: Literal["fraction", "pixels"] = "fraction"
@@ -253,7 +256,7 @@ class Output(_Model):
     size: Size | None = Field(None, description="final [height, width]; makes every variant one shape")
     interpolation: Interpolation = "linear"
     format: Format = Field("png", description="png | jpeg | webp | npy (raw uint8 HxWx3)")
-    quality: int = Field(90, ge=1, le=100, description="jpeg and webp quality")
+    quality: Integer = Field(90, ge=1, le=100, description="jpeg and webp quality")
 
     @model_validator(mode="before")
     @classmethod
@@ -266,7 +269,7 @@ class Output(_Model):
 class Spec(_Model):
     """An ordered list of ops and the output they produce."""
 
-    version: Literal[1] = SPEC_VERSION
+    version: Annotated[Literal[1], BeforeValidator(a_number)] = SPEC_VERSION  # true == 1 in Python, not JSON
     ops: list[Op] = Field(default_factory=list, max_length=32)
     output: Output = Field(default_factory=Output)
     targets: TargetRules = Field(

@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .numbers import Integer, Number, bounded
 
 BoxFormat = Literal["pascal_voc", "coco", "yolo", "albumentations"]
 BOX_FORMATS: dict[str, str] = {
@@ -32,7 +34,7 @@ MAX_BOXES = 1000  # per image: a detection set's densest images hold a few hundr
 MAX_KEYPOINTS = 1000
 MAX_COORDINATE = 1e6  # far beyond any image the pixel limit allows; keeps every number finite through a warp
 
-Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)]
+Coordinate = bounded(float, ge=-MAX_COORDINATE, le=MAX_COORDINATE)
 Box = tuple[Coordinate, Coordinate, Coordinate, Coordinate]
 Point = tuple[Coordinate, Coordinate]
 Label = int | Annotated[str, Field(max_length=256)]
@@ -50,27 +52,20 @@ class TargetRules(_Model):
         description="format of boxes in requests and in each variant's metadata: "
         + "; ".join(f"{name}: {meaning}" for name, meaning in BOX_FORMATS.items()),
     )
-    min_visibility: float = Field(
+    min_visibility: Number = Field(
         0.0, ge=0.0, le=1.0, description="drop a box keeping less than this fraction of its area after the ops"
     )
-    min_area: float = Field(0.0, ge=0.0, le=1e12, description="drop a box smaller than this, in output pixels")
+    min_area: Number = Field(0.0, ge=0.0, le=1e12, description="drop a box smaller than this, in output pixels")
     clip: bool = Field(
         True, strict=True, description="clip boxes that reach past the image to it (else such a box is refused)"
     )
     drop_outside_keypoints: bool = Field(True, strict=True, description="drop keypoints the ops move out of the image")
-    mask_fill: int = Field(
+    mask_fill: Integer = Field(
         0,
         ge=0,
         le=255,
         description="mask value where pixels come from outside the image (255: a common 'ignore')",
     )
-
-    @field_validator("mask_fill", mode="before")
-    @classmethod
-    def _not_a_bool(cls, value: object) -> object:
-        if isinstance(value, bool):  # JSON's true is not a class id, though Python's True == 1
-            raise ValueError("mask_fill must be an integer, not a boolean")
-        return value
 
 
 class ImageTargets(_Model):
