@@ -1,7 +1,7 @@
 """What a response body holds is given back however the body ends: run to its end, failed, closed early, or
 dropped before it ever started (a client that leaves before the first byte: Starlette then never iterates the
 body, so a ``finally`` inside it would never run). Checked for each holder: the drain's stream count, the
-memory budget's bytes, and a key's stream quota."""
+memory budget's bytes, and a key's stream quota. And concurrent requests never overdraw the budget."""
 
 from __future__ import annotations
 
@@ -78,5 +78,17 @@ def test_a_body_gives_back_what_it_holds_however_it_ends(holder: Holder, ending:
             await end(body)
         await asyncio.sleep(0)
         assert held() == 0
+
+    asyncio.run(run())
+
+
+def test_concurrent_takes_never_overdraw_the_budget() -> None:
+    """Eight requests of 150 bytes against a budget of 400: two get in, the others wait and are told to retry.
+    (Checking for room and taking it must not be split by an await, or all eight see the same room.)"""
+
+    async def run() -> None:
+        budget = MemoryBudget(total=400, per_request=400, wait_seconds=0.2)
+        results = await asyncio.gather(*(budget.take(150) for _ in range(8)), return_exceptions=True)
+        assert budget.used == 300 and sum(result is None for result in results) == 2
 
     asyncio.run(run())

@@ -13,6 +13,7 @@ hold. Every file's decoded size is read from its header before anything is decod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from augserve_client.protocol.errors import ErrorCode
@@ -36,24 +37,24 @@ class MemoryBudget:
         if size > self.per_request:
             message = f"the images would decode to {size} bytes"
             raise limit_exceeded(ErrorCode.REQUEST_TOO_LARGE, "max_request_decoded_bytes", self.per_request, message)
-        try:
-            await asyncio.wait_for(self._room_for(size), self.wait_seconds)
-        except TimeoutError:
-            raise ServiceError(
-                ErrorCode.SERVER_BUSY,
-                f"the server's memory budget for decoded images is in use; retry in {RETRY_AFTER_SECONDS} s",
-                limit="memory_budget_bytes",
-                limit_value=self.total,
-                retry_after=RETRY_AFTER_SECONDS,
-            ) from None
-        self.used += size
-
-    async def _room_for(self, size: int) -> None:
-        """Until ``size`` bytes fit. Checking and waiting happen with no await between them, so a give_back
-        cannot slip in unseen; every waiter wakes on each one and checks again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_seconds
+        # The check and the taking happen with no await between them: two requests cannot both see room that
+        # only one of them fits in. Every give_back wakes every waiter, and each checks again.
         while self.used + size > self.total:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ServiceError(
+                    ErrorCode.SERVER_BUSY,
+                    f"the server's memory budget for decoded images is in use; retry in {RETRY_AFTER_SECONDS} s",
+                    limit="memory_budget_bytes",
+                    limit_value=self.total,
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
             self._freed.clear()
-            await self._freed.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), remaining)
+        self.used += size
 
     def give_back(self, size: int) -> None:
         """Plain, not awaited: a body dropped unread gives its bytes back from a finalizer."""
