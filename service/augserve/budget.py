@@ -31,6 +31,7 @@ class MemoryBudget:
         self.wait_seconds = wait_seconds
         self.used = 0
         self._freed = asyncio.Event()  # set by every give_back
+        self._loop = asyncio.get_running_loop()  # made in the server's lifespan
 
     async def take(self, size: int) -> None:
         """Take ``size`` bytes, waiting for them if other requests hold them."""
@@ -57,9 +58,10 @@ class MemoryBudget:
         self.used += size
 
     def give_back(self, size: int) -> None:
-        """Plain, not awaited: a body dropped unread gives its bytes back from a finalizer."""
+        """Plain, not awaited: a body dropped unread gives its bytes back from a finalizer, which the garbage
+        collector may run in any thread; the waiters are woken in the event loop's."""
         self.used -= size
-        self._freed.set()
+        self._loop.call_soon_threadsafe(self._freed.set)
 
     def held_for(self, size: int, body: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
         """``body``, with ``size`` bytes given back when it ends, however it ends."""
