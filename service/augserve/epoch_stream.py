@@ -47,7 +47,7 @@ from augserve_client.protocol.wire import (
 
 from . import metrics
 from .errors import ServiceError, limit_exceeded, stream_error_body
-from .preflight import check_fits, check_sizes, check_transforms
+from .preflight import check_fits, check_spec
 from .sources import variant_source
 from .state import AppState
 from .store import Manifest
@@ -175,8 +175,7 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
             f"batch_size {request.batch_size} asked",
             field="batch_size",
         )
-    check_sizes(request.spec, state.settings.max_pixels)
-    check_transforms(request.spec)
+    check_spec(request.spec, state.settings.max_pixels)
     shape = output_shape(manifest, request)
     count = len(manifest.keys)
     _check_split(request, count)

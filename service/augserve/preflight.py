@@ -30,6 +30,12 @@ def check_fits(spec: Spec, height: int, width: int, name: str) -> None:
                 )
 
 
+def check_spec(spec: Spec, max_pixels: int) -> None:
+    """Everything a spec is checked for before its work starts, whatever route or command brought it."""
+    check_sizes(spec, max_pixels)
+    check_transforms(spec)
+
+
 def check_sizes(spec: Spec, max_pixels: int) -> None:
     """Refuse a spec whose crops or output size would make variants larger than the pixel limit on inputs.
 

@@ -15,7 +15,7 @@ from augserve_client.protocol.wire import END_OF_ARCHIVE, Buffer, json_bytes, ta
 
 from . import codecs
 from .errors import ServiceError
-from .preflight import check_sizes, check_transforms
+from .preflight import check_spec
 from .sources import variant_source
 from .state import AppState
 from .store import Manifest
@@ -24,8 +24,7 @@ from .store import Manifest
 def replay(state: AppState, manifest: Manifest, request: ReplayRequest) -> list[Buffer]:
     """The variant as a tar of two members, ``{index:05d}.{ext}`` and its ``.json``, like ``/v1/augment``'s."""
     spec = request.spec
-    check_sizes(spec, state.settings.max_pixels)
-    check_transforms(spec)
+    check_spec(spec, state.settings.max_pixels)
     count = len(manifest.keys)
     if request.index >= count:
         message = f"index {request.index} is past the dataset's last sample ({count} samples, from 0)"

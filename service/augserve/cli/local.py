@@ -80,8 +80,7 @@ def _augment_here(paths: list[Path], spec: Any, variants: int, seed: int | None,
 
     found = engine("augment")
     max_pixels = found.Settings().max_pixels
-    found.preflight.check_sizes(spec, max_pixels)
-    found.preflight.check_transforms(spec)
+    found.preflight.check_spec(spec, max_pixels)
     seed = fresh_seed() if seed is None else seed
     pipelines = found.PipelineCache()
 
@@ -145,8 +144,7 @@ def preview(
     from PIL import Image, ImageDraw, ImageFont
 
     max_pixels = found.Settings().max_pixels
-    found.preflight.check_sizes(checked, max_pixels)
-    found.preflight.check_transforms(checked)
+    found.preflight.check_spec(checked, max_pixels)
     decoded = _decode(found, checked, image, max_pixels)
     pipeline = found.Pipeline(checked)
     seed = fresh_seed() if seed is None else seed

@@ -162,20 +162,23 @@ class RandomResizedCrop(A.RandomResizedCrop):
         self.deferred = deferred
 
     def apply(self, img: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        run = params.get("run")
-        if run is None:
+        if params.get("run") is None:
             return super().apply(img, crop_coords, **params)
-        matrix, warp = run
-        pixels = None if warp is None else (warp[0], warp[2])
-        return render_window(img, matrix, crop_coords, self.size, self.interpolation, pixels)
+        return self._render(img, crop_coords, self.interpolation, params["run"], fill=0)
 
     def apply_to_mask(self, mask: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        run = params.get("run")
-        if run is None:
+        if params.get("run") is None:
             return super().apply_to_mask(mask, crop_coords, **params)
+        return self._render(mask, crop_coords, self.mask_interpolation, params["run"], fill=1)
+
+    def _render(
+        self, array: np.ndarray, crop_coords: tuple[int, int, int, int], interpolation: int, run: Any, fill: int
+    ) -> np.ndarray:
+        """The window of ``array`` the deferred ``run`` makes; ``fill`` picks the image's (0) or the mask's (1)
+        of the rotation's ``(fill, mask fill, border)``."""
         matrix, warp = run
-        labels = None if warp is None else (warp[1], warp[2])
-        return render_window(mask, matrix, crop_coords, self.size, self.mask_interpolation, labels)
+        border = None if warp is None else (warp[fill], warp[2])
+        return render_window(array, matrix, crop_coords, self.size, interpolation, border)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         """The window, and the run deferred to it (taken over here, once, for the image and the mask alike)."""
