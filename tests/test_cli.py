@@ -107,7 +107,7 @@ HELP_OPTIONS = {
     "validate": [],
     "ops": ["--json"],
     "datasets": ["upload", "ls", "show", "rm"],
-    "datasets upload": ["--name", "--url"],
+    "datasets upload": ["--name", "--layout", "--url"],
     "datasets ls": ["--url", "--json"],
     "datasets show": ["--url"],
     "datasets rm": ["--url"],
@@ -336,6 +336,21 @@ def test_datasets_upload_ls_show_rm(server: ServerProcess, photos: list[np.ndarr
     assert run("datasets", "rm", "cli-pets", *url).returncode == 0
     assert one_line_error(run("datasets", "show", "cli-pets", *url)).startswith("error: not_found: ")
     assert "class subfolders" in one_line_error(run("datasets", "upload", tmp_path / "pets" / "cat", *url))
+
+
+def test_datasets_upload_a_segmentation_folder(server: ServerProcess, photos: list[np.ndarray], tmp_path: Path) -> None:
+    for side in ("images", "masks"):
+        (tmp_path / "seg" / side).mkdir(parents=True)
+    for index in range(3):
+        Image.fromarray(photos[0][index * 20 : index * 20 + 40, 100:150]).save(tmp_path / "seg/images" / f"{index}.jpg")
+        Image.fromarray(np.full((40, 50), index, np.uint8)).save(tmp_path / "seg/masks" / f"{index}.png")
+    uploaded = run("datasets", "upload", tmp_path / "seg", "--url", server.url)  # the layout told from the folder
+    assert uploaded.returncode == 0, uploaded.stderr
+    summary = json.loads(uploaded.stdout)
+    assert (summary["count"], summary["layout"], summary["targets"]) == (3, None, ["masks"])
+    (tmp_path / "seg/masks/2.png").unlink()
+    line = one_line_error(run("datasets", "upload", tmp_path / "seg", "--layout", "segmentation", "--url", server.url))
+    assert "images/2.jpg has no mask" in line
 
 
 def test_an_unreachable_server_is_one_line() -> None:

@@ -16,7 +16,8 @@ import torch
 from augserve.devserver import ServerProcess
 from augserve_client import Client
 from augserve_client.protocol.wire import batch_array
-from augserve_client.torch_dataset import AugmentedDataset, as_tensor, shared_bytes
+from augserve_client.tensors import as_tensor, shared_bytes
+from augserve_client.torch_dataset import AugmentedDataset
 from torch import nn
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader

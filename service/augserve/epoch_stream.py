@@ -35,6 +35,7 @@ from augserve_client.protocol.epochs import Batch, EpochRequest, sample_seed, sh
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.seeds import SEED_MAX
 from augserve_client.protocol.spec import Spec
+from augserve_client.protocol.targets import BatchTargets
 from augserve_client.protocol.wire import (
     Buffer,
     batch_frame,
@@ -46,9 +47,10 @@ from augserve_client.protocol.wire import (
 )
 
 from . import metrics
+from .engine import Targets
 from .errors import ServiceError, limit_exceeded, stream_error_body
 from .preflight import check_fits, check_spec
-from .sources import variant_source
+from .sources import sample_targets, variant_source
 from .state import AppState
 from .store import Manifest
 from .streaming import Job
@@ -68,10 +70,12 @@ class Plan:
     header_bytes: dict[int, int]  # batch length -> the padded header size of its frames (raw streams)
     encoding: str = "raw"
     quality: int | None = None  # jpeg
+    targets: bool = False  # the frames carry the dataset's masks, boxes and keypoints
 
     def content_length(self) -> int | None:
-        """The stream's exact size; None for an encoded stream, whose size is known only once it is computed."""
-        if self.encoding != "raw":
+        """The stream's exact size; None for an encoded stream, whose size is known only once it is computed, and
+        for a stream with targets (how many boxes survive is known only then)."""
+        if self.encoding != "raw" or self.targets:
             return None
         frames = sum(self._frame_size(len(batch.indices)) for batch in self.batches)
         return frames + _size(end_frame(len(self.batches)))
@@ -80,7 +84,7 @@ class Plan:
         """The fewest bytes of the stream a failure can leave: a failed batch's frame is never sent (a job
         returns whole frames), so at least the smallest frame and the end frame remain. An error frame this
         size or smaller always fits, whole, into the stream's Content-Length. None (any size) without one."""
-        if self.encoding != "raw":
+        if self.content_length() is None:
             return None
         smallest = min(map(self._frame_size, self.header_bytes), default=0)  # keys: the batch lengths there are
         return smallest + _size(end_frame(len(self.batches)))
@@ -184,6 +188,11 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
         message = f"start_batch {request.start_batch} is past the shard's last batch ({total} batches)"
         raise ServiceError(ErrorCode.INVALID_REQUEST, message, field="start_batch")
     batches = shard_batches(count, request)
+    if manifest.has_targets:
+        if request.encoding != "raw":
+            message = f"dataset {manifest.name!r} has targets, whose batches travel raw: encoding must be 'raw'"
+            raise ServiceError(ErrorCode.INVALID_REQUEST, message, field="encoding")
+        return Plan(batches, total, shape, {}, targets=True)
     if request.encoding != "raw":
         codec(request.encoding)  # a server without the codec fails here, before the first byte
         return Plan(batches, total, shape, {}, request.encoding, request.quality)
@@ -240,7 +249,8 @@ def jobs(state: AppState, manifest: Manifest, request: EpochRequest, plan: Plan)
             plan.encoding,
             plan.quality,
             [] if raw else [b""] * len(indices),
-            None if raw else _Parts(ranges),
+            None if raw and not plan.targets else _Parts(ranges),
+            [None] * len(indices) if plan.targets else None,
         )
         for start, stop in ranges:
             yield partial(work.fill, start, stop)
@@ -263,7 +273,8 @@ class _BatchWork:
     encoding: str
     quality: int | None
     encoded: list[bytes]
-    parts: _Parts | None  # encoded: which job computes which part (see _Parts)
+    parts: _Parts | None  # encoded or with targets: which job computes which part (see _Parts)
+    moved: list[Targets | None] | None  # with targets: each sample's, as the ops left them
 
     def fill(self, start: int, stop: int) -> list[Buffer]:
         """Augment samples ``start:stop`` into their slots of ``images`` or ``encoded``; returns nothing to send.
@@ -281,11 +292,16 @@ class _BatchWork:
         return []
 
     def _fill(self, start: int, stop: int) -> None:
-        pipeline = self.state.pipelines.get(self.spec)
+        pipeline = self.state.pipelines.get(self.spec, self.moved is not None)
         with metrics.AUGMENT_SECONDS.time():
             for slot in range(start, stop):
                 index, seed = self.indices[slot], self.seeds[slot]
-                variant = pipeline.image(variant_source(self.state, self.manifest, pipeline, index, seed), seed)
+                source = variant_source(self.state, self.manifest, pipeline, index, seed)
+                if self.moved is None:
+                    variant = pipeline.image(source, seed)
+                else:
+                    targets = sample_targets(self.state, self.manifest, index, self.spec.targets)
+                    variant, self.moved[slot] = pipeline.with_moved(source, seed, targets)
                 if self.images is not None:
                     self.images[slot] = variant
                 else:
@@ -302,17 +318,41 @@ class _BatchWork:
         for part in self.parts.ranges:
             self.fill(*part)  # a part no job has taken yet is computed here
             self.parts.wait(part)
-        if not all(self.encoded):  # a part failed: the stream ends with its error before this frame
-            raise RuntimeError("a part of this batch failed")
+        if not all(self.encoded) or (self.moved is not None and not all(self.moved)):
+            raise RuntimeError("a part of this batch failed")  # the stream ends with its error before this frame
+        if self.images is not None:  # raw, with targets: their arrays are made now, from every part's
+            return batch_frame(self.images, header_bytes, parts=self._target_parts(), **fields)
         shape = (len(self.indices), *self.shape, 3)
         return [b"".join(encoded_batch_frame(shape, self.encoded, self.encoding, self.quality, **fields))]
 
+    def _target_parts(self) -> list[tuple[str, np.ndarray]]:
+        """The batch's targets as a frame's parts: those kinds the dataset has, for every sample."""
+        if self.moved is None:
+            return []
+        moved = [targets for targets in self.moved if targets is not None]
+        kinds = self.manifest.target_kinds()
+        point_labels = any(targets.keypoint_labels is not None for targets in moved)
+        batch = BatchTargets(
+            masks=np.stack([targets.mask for targets in moved]) if "masks" in kinds else None,
+            boxes=[targets.boxes for targets in moved] if "boxes" in kinds else None,
+            box_labels=[np.asarray(targets.labels) for targets in moved] if "boxes" in kinds else None,
+            keypoints=[targets.keypoints for targets in moved] if "keypoints" in kinds else None,
+            keypoint_labels=[_point_labels(targets) for targets in moved] if point_labels else None,
+        )
+        return batch.parts()
+
+
+def _point_labels(targets: Targets) -> np.ndarray:
+    """A sample's keypoint labels; -1 for each of its keypoints when it has none (others in the batch do)."""
+    labels = targets.keypoint_labels
+    return np.asarray(labels if labels is not None else [-1] * len(targets.keypoints), dtype=np.int64)
+
 
 class _Parts:
-    """The parts of an encoded batch that jobs before its frame job compute.
+    """The parts of an encoded batch, or of one with targets, that jobs before its frame job compute.
 
-    The frame must hold every part's bytes when it is made, but the pool may run the frame job while the part
-    jobs still run, and once a stream is abandoned a part job may be cancelled and never run. So each part is
+    The frame must hold every part's bytes (or targets) when it is made, but the pool may run the frame job while
+    the part jobs still run, and once a stream is abandoned a part job may be cancelled and never run. So each part is
     taken by the first job that comes to it: the frame job computes the parts no job has taken, and waits only
     for parts that are running, which end (in failure too)."""
 

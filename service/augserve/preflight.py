@@ -6,6 +6,8 @@ never refuses anything (it renders what it is given).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.spec import Albumentations, Crop, Spec, reaching_shapes
 from augserve_client.protocol.targets import ImageTargets, TargetRules, box_problem, point_problem
@@ -52,17 +54,23 @@ def check_sizes(spec: Spec, max_pixels: int) -> None:
 
 
 def check_targets(
-    targets: ImageTargets | None, rules: TargetRules, height: int, width: int, field: str, name: str
+    targets: ImageTargets | None,
+    rules: TargetRules,
+    height: int,
+    width: int,
+    field: str,
+    name: str,
+    box_field: Callable[[int], str] | None = None,
 ) -> None:
     """Refuse, before any work, a box or keypoint that cannot belong to an image of ``height`` x ``width``
     (albumentations would raise in the middle of the stream). ``field`` is where the targets sit in the request,
-    e.g. ``targets[2]``."""
+    e.g. ``targets[2]``; ``box_field`` names box ``j`` where that is elsewhere (a COCO file's annotation)."""
     if targets is None:
         return
     for index, box in enumerate(targets.boxes):
         problem = box_problem(box, rules.box_format, height, width, rules.clip)
         if problem is not None:
-            where = f"{field}.boxes[{index}]"
+            where = box_field(index) if box_field is not None else f"{field}.boxes[{index}]"
             message = f"{where} {list(box)} ({rules.box_format}) of {name} {problem}"
             raise ServiceError(ErrorCode.INVALID_TARGETS, message, field=where, file=name)
     for index, point in enumerate(targets.keypoints):

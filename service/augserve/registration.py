@@ -6,15 +6,20 @@ their headers read), so a broken file fails here, naming itself, instead of in t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from augserve_client.protocol.datasets import CreateDataset
 from augserve_client.protocol.errors import ErrorCode
+from augserve_client.protocol.targets import ImageTargets, Label, TargetRules, as_fractions, from_fractions
 
 from . import codecs
 from .errors import ServiceError, limit_exceeded
+from .listings import Listing, folder_listing, upload_listing
+from .preflight import check_mask, check_targets
 from .state import AppState
-from .store import Manifest, decoded_key, now
+from .store import DatasetStore, Manifest, decoded_key, now
 
 
 def store_blob(state: AppState, name: str, data: bytes) -> dict[str, Any]:
@@ -31,48 +36,119 @@ def register(state: AppState, body: CreateDataset, owner: str) -> tuple[Manifest
 
 
 def build_manifest(state: AppState, body: CreateDataset, owner: str) -> Manifest:
-    store, max_pixels = state.store, state.settings.max_pixels
-    if body.folder is not None:
-        keys, labels, classes = store.folder_files(body.folder)
-        paths = [store.root / key for key in keys]
-    else:
-        assert body.items is not None
-        keys = [item.blob for item in body.items]
-        labels, classes = _labels([item.label for item in body.items])
-        missing = store.missing(keys)
+    store = state.store
+    listing = folder_listing(store, body) if body.folder is not None else upload_listing(body)
+    if body.items is not None:
+        missing = store.missing([*listing.keys, *(listing.masks or [])])
         if missing:
             raise ServiceError(  # a reference to something the server does not have: 404, as for a dataset
                 ErrorCode.NOT_FOUND,
                 f"blob {missing[0]} was never uploaded, or was reclaimed since (POST /v1/blobs first)",
-                field=f"items[{keys.index(missing[0])}].blob",
+                field=_blob_field(listing, missing[0]),
             )
-        paths = [store.blob_path(key) for key in keys]
-    if len(keys) > state.settings.max_dataset_items:
+    if len(listing.keys) > state.settings.max_dataset_items:
         limit = state.settings.max_dataset_items
-        message = f"the dataset has {len(keys)} items"
+        message = f"the dataset has {len(listing.keys)} items"
         raise limit_exceeded(ErrorCode.TOO_MANY_IMAGES, "max_dataset_items", limit, message, field="items")
+    kind = "upload" if body.folder is None else "folder"
     sizes, total = [], 0
-    for key, path in zip(keys, paths, strict=True):
-        data = path.read_bytes()
-        sizes.append(codecs.image_size(data, key, max_pixels))
+    for index, key in enumerate(listing.keys):
+        data = _read(store, kind, key)
+        sizes.append(codecs.image_size(data, listing.names[index], state.settings.max_pixels))
         total += len(data)
     return Manifest(
         name=body.name,
-        kind="upload" if body.folder is None else "folder",
-        keys=keys,
-        labels=labels,
+        kind=kind,
+        keys=listing.keys,
+        labels=listing.labels,
         sizes=sizes,
-        bytes=total,
-        classes=classes,
+        bytes=total + _check_masks(state, kind, listing, sizes),
+        classes=listing.classes,
         folder=body.folder,
         created=now(),
         owner=owner,
+        layout=body.layout if body.folder is not None else None,
+        **stored_targets(listing, sizes),
     )
 
 
-def _labels(raw: list[int | str | None]) -> tuple[list[int], list[str] | None]:
-    """Integer labels stay; string labels become indices into their sorted set (returned as classes); none -> -1."""
-    if any(isinstance(label, str) for label in raw):
-        classes = sorted({str(label) for label in raw if label is not None})
-        return [classes.index(str(label)) if label is not None else -1 for label in raw], classes
-    return [-1 if label is None else int(label) for label in raw], None
+def _read(store: DatasetStore, kind: str, key: str) -> bytes:
+    return (store.blob_path(key) if kind == "upload" else store.root_path(key)).read_bytes()
+
+
+def _blob_field(listing: Listing, digest: str) -> str:
+    if digest in listing.keys:
+        return f"items[{listing.keys.index(digest)}].blob"
+    assert listing.masks is not None
+    return f"items[{listing.masks.index(digest)}].mask"
+
+
+def _check_masks(state: AppState, kind: str, listing: Listing, sizes: list[tuple[int, int]]) -> int:
+    """Decode every mask (its mode and values are only known then) and check it has its image's size; returns
+    the masks' bytes. Nothing is kept: epochs decode masks through the cache like images."""
+    total = 0
+    for index, key in enumerate(listing.masks or []):
+        data = _read(state.store, kind, key)
+        field = f"{listing.fields[index]}.mask" if listing.fields and kind == "upload" else "masks"
+        shown = key if kind == "folder" else f"the mask of items[{index}]"
+        mask = codecs.decode_mask(data, shown, state.settings.max_pixels)
+        check_mask(mask.shape, *sizes[index], field, shown, listing.names[index])
+        total += len(data)
+    return total
+
+
+def stored_targets(listing: Listing, sizes: list[tuple[int, int]]) -> dict[str, Any]:
+    """The manifest's ``masks``, ``targets`` and ``categories``: every box checked against its image and stored
+    clipped to it, in pascal_voc pixels; every keypoint checked to lie on it; labels as integers."""
+    if listing.targets is None:
+        return {"masks": listing.masks}
+    numbering = _numbering(listing)
+    rules = TargetRules(box_format=listing.box_format, clip=True)
+    stored = []
+    for index, targets in enumerate(listing.targets):
+        targets = targets or ImageTargets()
+        height, width = sizes[index]
+        sources = listing.box_sources[index] if listing.box_sources else None
+        field = listing.fields[index] + ("" if sources else ".targets") if listing.fields else "targets"
+        box_field = (lambda j, sources=sources: sources[j]) if sources else None
+        check_targets(targets, rules, height, width, field, listing.names[index], box_field)
+        boxes = as_fractions(np.array(targets.boxes, dtype=np.float64).reshape(-1, 4), rules.box_format, height, width)
+        pixels = from_fractions(boxes.clip(0.0, 1.0), "pascal_voc", height, width)
+        stored.append(
+            {
+                "boxes": pixels.tolist(),
+                "labels": [numbering(label) for label in targets.labels],
+                "keypoints": [list(point) for point in targets.keypoints],
+                "keypoint_labels": None
+                if targets.keypoint_labels is None
+                else [numbering(label) for label in targets.keypoint_labels],
+            }
+        )
+    categories = listing.categories
+    return {"masks": listing.masks, "targets": stored, "categories": categories or _string_categories(listing)}
+
+
+def _all_labels(listing: Listing) -> list[Label]:
+    return [
+        label
+        for targets in listing.targets or []
+        if targets is not None
+        for label in [*targets.labels, *(targets.keypoint_labels or [])]
+    ]
+
+
+def _string_categories(listing: Listing) -> dict[str, str] | None:
+    names = sorted({label for label in _all_labels(listing) if isinstance(label, str)})
+    return {str(index): name for index, name in enumerate(names)} or None
+
+
+def _numbering(listing: Listing) -> Callable[[Label], int]:
+    """Labels as integers: integers stay; strings become indices into their sorted set. Both in one dataset
+    would be ambiguous (is 0 an id or the first name?), so that is refused."""
+    labels = _all_labels(listing)
+    names = sorted({label for label in labels if isinstance(label, str)})
+    if names and any(isinstance(label, int) for label in labels):
+        message = "box and keypoint labels are either all integers or all names; this dataset mixes them"
+        raise ServiceError(ErrorCode.INVALID_TARGETS, message, field="items")
+    index = {name: position for position, name in enumerate(names)}
+    return lambda label: index[label] if isinstance(label, str) else int(label)

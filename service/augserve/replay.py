@@ -11,27 +11,31 @@ from __future__ import annotations
 
 from augserve_client.protocol.epochs import ReplayRequest, sample_seed
 from augserve_client.protocol.errors import ErrorCode
-from augserve_client.protocol.wire import END_OF_ARCHIVE, Buffer, json_bytes, tar_member
+from augserve_client.protocol.wire import END_OF_ARCHIVE, Buffer, tar_member
 
-from . import codecs
 from .errors import ServiceError
 from .preflight import check_spec
-from .sources import variant_source
+from .sources import sample_targets, variant_source
 from .state import AppState
 from .store import Manifest
+from .variants import variant_members
 
 
 def replay(state: AppState, manifest: Manifest, request: ReplayRequest) -> list[Buffer]:
-    """The variant as a tar of two members, ``{index:05d}.{ext}`` and its ``.json``, like ``/v1/augment``'s."""
+    """The variant as a tar like ``/v1/augment``'s: ``{index:05d}.{ext}``, its mask when the dataset has masks
+    (``{index:05d}.mask.png``), and its ``.json`` (with the boxes and keypoints that survived)."""
     spec = request.spec
     check_spec(spec, state.settings.max_pixels)
     count = len(manifest.keys)
     if request.index >= count:
         message = f"index {request.index} is past the dataset's last sample ({count} samples, from 0)"
-        raise ServiceError(ErrorCode.NOT_FOUND, message, field="index")  # no such sample, as for a dataset
+        # 409, not 404: the dataset the URL names is there; the body's index conflicts with its length
+        raise ServiceError(ErrorCode.CONFLICT, message, field="index")
     seed = sample_seed(request.seed, request.epoch, request.index)
-    pipeline = state.pipelines.get(spec)
-    variant = pipeline(variant_source(state, manifest, pipeline, request.index, seed), seed)
+    pipeline = state.pipelines.get(spec, manifest.has_targets)
+    source = variant_source(state, manifest, pipeline, request.index, seed)
+    targets = sample_targets(state, manifest, request.index, spec.targets) if manifest.has_targets else None
+    variant = pipeline(source, seed, targets)
     stem = f"{request.index:05d}"
     meta = {
         "key": stem,
@@ -45,6 +49,5 @@ def replay(state: AppState, manifest: Manifest, request: ReplayRequest) -> list[
         "format": spec.output.format,
         "applied": variant.applied,
     }
-    image = codecs.encode(variant.image, spec.output.format, spec.output.quality)
-    members = [(f"{stem}.{codecs.EXTENSIONS[spec.output.format]}", image), (f"{stem}.json", [json_bytes(meta)])]
+    members = variant_members(stem, variant, spec.output, meta)
     return [*(part for name, data in members for part in tar_member(name, data)), END_OF_ARCHIVE]

@@ -11,14 +11,16 @@ can change after registration.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import xxhash
+from augserve_client.protocol.targets import TargetRules, as_fractions, from_fractions
 
 from . import codecs
 from .disk_cache import DiskCache
-from .engine import Pipeline
+from .engine import Pipeline, Targets
 from .jpeg import scaled_size
 from .scaled_decode import FULL, eighths_for
 from .settings import Settings
@@ -50,8 +52,36 @@ def decoded(state: AppState, manifest: Manifest, index: int, eighths: int | None
 def variant_source(state: AppState, manifest: Manifest, pipeline: Pipeline, index: int, seed: int) -> np.ndarray:
     """What the variant ``seed`` of item ``index`` is made from: the exact decode, or in ``fast`` mode the one at
     the scale its crop window allows. An epoch's batches and a replayed sample both start here, so they agree."""
-    fast = state.settings.decode == "fast"
+    fast = state.settings.decode == "fast" and not manifest.has_targets  # targets hold full-size coordinates
     return decoded(state, manifest, index, eighths_for(pipeline, seed, manifest.sizes[index]) if fast else None)
+
+
+def sample_targets(state: AppState, manifest: Manifest, index: int, rules: TargetRules) -> Targets:
+    """What moves with item ``index``: its decoded mask (through the RAM cache), its boxes in the spec's box
+    format (the manifest keeps them in pascal_voc pixels) and its keypoints."""
+    mask = (
+        None
+        if manifest.masks is None
+        else state.cache.get(manifest.mask_key(index), partial(_mask, state, manifest, index))
+    )
+    stored = manifest.targets[index] if manifest.targets is not None else None
+    if stored is None:
+        return Targets(mask=mask)
+    height, width = manifest.sizes[index]
+    boxes = as_fractions(np.array(stored["boxes"], dtype=np.float64).reshape(-1, 4), "pascal_voc", height, width)
+    return Targets(
+        mask=mask,
+        boxes=from_fractions(boxes, rules.box_format, height, width),
+        labels=stored["labels"],
+        keypoints=np.array(stored["keypoints"], dtype=np.float64).reshape(-1, 2),
+        keypoint_labels=stored["keypoint_labels"],
+    )
+
+
+def _mask(state: AppState, manifest: Manifest, index: int) -> np.ndarray:
+    assert manifest.masks is not None
+    data = state.store.read(manifest, index, mask=True)
+    return codecs.decode_mask(data, manifest.masks[index], state.settings.max_pixels)
 
 
 def _load(state: AppState, manifest: Manifest, index: int, key: str, eighths: int | None) -> np.ndarray:

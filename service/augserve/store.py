@@ -54,6 +54,11 @@ class Manifest:
     folder: str | None = None
     created: str = ""
     owner: str | None = None  # the name of the key that registered it (None: registered without keys)
+    layout: str | None = None  # a folder dataset's layout (uploads: None; their items carry what they have)
+    masks: list[str] | None = None  # per item, its mask's key (a blob hash, or a path under the root)
+    # Per item: "boxes" (pascal_voc pixels, clipped to the image), "labels", "keypoints", "keypoint_labels".
+    targets: list[dict[str, Any]] | None = None
+    categories: dict[str, str] | None = None  # a box or keypoint label (as a string) -> its name
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,21 +71,45 @@ class Manifest:
             "created": self.created,
             "owner": self.owner,
             "digest": self.digest(),
+            "layout": self.layout,
+            "targets": self.target_kinds(),
+            "categories": self.categories,
         }
 
+    @property
+    def has_targets(self) -> bool:
+        return self.masks is not None or self.targets is not None
+
+    def target_kinds(self) -> list[str]:
+        """What moves with this dataset's images: some of ``masks``, ``boxes``, ``keypoints``."""
+        kinds = ["masks"] if self.masks is not None else []
+        for kind in ("boxes", "keypoints"):
+            if self.targets is not None and any(item[kind] for item in self.targets):
+                kinds.append(kind)
+        return kinds
+
     def digest(self) -> str:
-        """A hash of what the dataset serves (items, labels, classes): replicas that agree on it serve the same
-        samples, so a client spreading one epoch over them can check it (``created`` may differ)."""
-        content = json.dumps([self.kind, self.keys, self.labels, self.classes], separators=(",", ":"))
+        """A hash of what the dataset serves (items, labels, classes, targets): replicas that agree on it serve
+        the same samples, so a client spreading one epoch over them can check it (``created`` may differ)."""
+        content = json.dumps([getattr(self, field) for field in self._content()], separators=(",", ":"))
         return hashlib.sha256(content.encode()).hexdigest()
 
     def decoded_key(self, index: int) -> str:
         """The key of item ``index``'s decoded pixels in the decoded-image cache."""
         return decoded_key(self.kind, self.keys[index])
 
+    def mask_key(self, index: int) -> str:
+        """The key of item ``index``'s decoded mask in the decoded-image cache."""
+        assert self.masks is not None
+        return "mask:" + decoded_key(self.kind, self.masks[index])
+
     def same_content(self, other: Manifest) -> bool:
-        content = ("kind", "keys", "labels", "classes")
-        return all(getattr(self, field) == getattr(other, field) for field in content)
+        return all(getattr(self, field) == getattr(other, field) for field in self._content())
+
+    def _content(self) -> tuple[str, ...]:
+        """The fields that make what the dataset serves (a dataset without targets hashes as it always did)."""
+        plain = ("kind", "keys", "labels", "classes")
+        return (*plain, "masks", "targets", "categories") if self.has_targets else plain
 
 
 class DatasetStore:
@@ -187,22 +216,22 @@ class DatasetStore:
 
     # --- items -------------------------------------------------------------------------------------------
 
-    def item_path(self, manifest: Manifest, index: int) -> Path:
-        key = manifest.keys[index]
-        if manifest.kind == "upload":
-            return self.blob_path(key)
+    def root_path(self, key: str) -> Path:
+        """Where a folder dataset's item ``key`` (a path relative to the root) lies."""
         assert self.root is not None, "folder datasets need data_root"
         return self.root / key
 
-    def read(self, manifest: Manifest, index: int) -> bytes:
-        """An item's bytes. A folder dataset's file is checked again as it is opened: a file swapped for a
-        symlink (or a folder for one) after registration must not serve what lies outside the root."""
-        path = self.item_path(manifest, index)
+    def read(self, manifest: Manifest, index: int, mask: bool = False) -> bytes:
+        """An item's bytes (``mask``: its mask's). A folder dataset's file is checked again as it is opened: a
+        file swapped for a symlink (or a folder for one) after registration must not serve what lies outside
+        the root."""
+        key = manifest.masks[index] if mask and manifest.masks is not None else manifest.keys[index]
         if manifest.kind == "upload":
-            return path.read_bytes()
+            return self.blob_path(key).read_bytes()
+        path = self.root_path(key)
         fd = os.open(path, os.O_RDONLY)
         try:
-            self._inside_root(_opened_path(fd, path), manifest.keys[index])
+            self.inside_root(_opened_path(fd, path), key)
             with open(fd, "rb", closefd=False) as file:
                 return file.read()
         finally:
@@ -217,32 +246,15 @@ class DatasetStore:
         symlinks followed, lies outside the root. What is not an image in a class folder, and files beside the
         class folders, are left out; the server log names them (hidden files excepted).
         """
-        if self.root is None:
-            raise ServiceError(
-                ErrorCode.INVALID_REQUEST,
-                "this server has no data_root for folder datasets",
-                field="folder",
-                limit="data_root",
-            )
-        if Path(folder).is_absolute() or ".." in Path(folder).parts:
-            raise ServiceError(
-                ErrorCode.PATH_OUTSIDE_ROOT,
-                f"folder {folder!r} must be relative to the data root and must not contain '..'",
-                field="folder",
-            )
-        base = self._inside_root(self.root / folder, folder)
-        if not base.is_dir():
-            raise ServiceError(
-                ErrorCode.NOT_FOUND, f"folder {folder!r} does not exist under the data root", field="folder"
-            )
+        base = self.folder_base(folder)
         classes = sorted(entry.name for entry in base.iterdir() if entry.is_dir() and is_class_name(entry.name))
         paths, labels = [], []
         skipped = sorted(entry.name for entry in base.iterdir() if not entry.is_dir() and entry.name[0] != ".")
         for label, name in enumerate(classes):
-            class_dir = self._inside_root(base / name, f"{folder}/{name}")
+            class_dir = self.inside_root(base / name, f"{folder}/{name}")
             for file in sorted(class_dir.iterdir()):
                 if is_image_name(file.name) and file.is_file():
-                    real = self._inside_root(file, f"{folder}/{name}/{file.name}")
+                    real = self.inside_root(file, f"{folder}/{name}/{file.name}")
                     paths.append(str(real.relative_to(self.root)))
                     labels.append(label)
                 elif file.name[0] != ".":  # hidden files (.DS_Store) go unmentioned
@@ -263,7 +275,30 @@ class DatasetStore:
             )
         return paths, labels, classes
 
-    def _inside_root(self, path: Path, shown: str) -> Path:
+    def folder_base(self, folder: str) -> Path:
+        """The real path of ``folder`` under the root, refusing absolute paths, ``..`` and what leads outside."""
+        if self.root is None:
+            raise ServiceError(
+                ErrorCode.INVALID_REQUEST,
+                "this server has no data_root for folder datasets",
+                field="folder",
+                limit="data_root",
+            )
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise ServiceError(
+                ErrorCode.PATH_OUTSIDE_ROOT,
+                f"folder {folder!r} must be relative to the data root and must not contain '..'",
+                field="folder",
+            )
+        base = self.inside_root(self.root / folder, folder)
+        if not base.is_dir():
+            raise ServiceError(
+                ErrorCode.NOT_FOUND, f"folder {folder!r} does not exist under the data root", field="folder"
+            )
+        return base
+
+    def inside_root(self, path: Path, shown: str) -> Path:
+        """``path`` with its links resolved, or a refusal naming ``shown`` when that leads outside the root."""
         assert self.root is not None
         real = path.resolve()
         if not real.is_relative_to(self.root):

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from augserve_client.protocol.seeds import derive_seed, fresh_seed
-from augserve_client.protocol.spec import Crop, Spec
+from augserve_client.protocol.spec import Crop, Output, Spec
 from augserve_client.protocol.targets import ImageTargets, mask_member
 from augserve_client.protocol.wire import END_OF_ARCHIVE, ERROR_MEMBER, Buffer, json_bytes, member_stem, tar_member
 
 from . import codecs, metrics
-from .engine import Pipeline, Targets
+from .engine import Pipeline, Targets, Variant
 from .errors import stream_error_body
 from .preflight import check_fits, check_mask, check_targets
 from .state import AppState, Disconnected
@@ -196,12 +196,22 @@ def variant_files(
         "format": output.format,
         "applied": result.applied,
     }
-    files = [(f"{stem}.{codecs.EXTENSIONS[output.format]}", codecs.encode(result.image, output.format, output.quality))]
-    if result.targets is not None:
-        meta.update(result.targets.described())
-        if result.targets.mask is not None:
+    return variant_members(stem, result, output, meta)
+
+
+def variant_members(
+    stem: str, variant: Variant, output: Output, meta: dict[str, Any]
+) -> list[tuple[str, list[Buffer]]]:
+    """A variant's tar members: its encoded image, its mask if it has one, then ``meta`` with the boxes and
+    keypoints that survived (``/v1/augment`` and a replayed sample alike)."""
+    files = [
+        (f"{stem}.{codecs.EXTENSIONS[output.format]}", codecs.encode(variant.image, output.format, output.quality))
+    ]
+    if variant.targets is not None:
+        meta = {**meta, **variant.targets.described()}
+        if variant.targets.mask is not None:
             meta["mask"] = member = mask_member(stem, output.format)
-            files.append((member, codecs.encode(result.targets.mask, member.rsplit(".", 1)[1], output.quality)))
+            files.append((member, codecs.encode(variant.targets.mask, member.rsplit(".", 1)[1], output.quality)))
     return [*files, (f"{stem}.json", [json_bytes(meta)])]
 
 

@@ -16,14 +16,14 @@ import numpy as np
 
 from .connections import RESENT, RETRYABLE, open_stream, raise_for_error
 from .epoch_batches import EpochBatches
-from .protocol.datasets import Label, dataset_path
+from .protocol.datasets import Label, Layout, dataset_path
 from .protocol.epochs import EpochRequest, ReplayRequest
 from .protocol.errors import InternalServerError, ProtocolError, TransportError, stream_error
 from .protocol.spec import Format, Spec
 from .protocol.targets import ImageTargets, is_mask_member
 from .protocol.wire import ERROR_MEMBER, MEDIA_TYPE_TAR, Body, Buffer, npy_parts, read_npy, read_tar
 from .replicas import Replicas, parse_urls
-from .uploads import image_folder, upload_files
+from .uploads import folder_layout, upload_files, upload_layout
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL.Image.Image (Pillow is optional here)
 SpecInput = Spec | Mapping[str, Any] | str
@@ -239,14 +239,22 @@ class Client:
         """Register local files as dataset ``name``; only files the server lacks are uploaded."""
         return upload_files(self, name, [Path(file) for file in files], labels, progress)
 
-    def upload_folder(self, name: str | None, folder: str | Path, progress: bool = True) -> dict[str, Any]:
-        """Register a local ImageFolder (folder/<class>/<image>); labels are class names, sorted."""
-        files, labels = image_folder(Path(folder))
-        return upload_files(self, name, files, labels, progress)
+    def upload_folder(
+        self, name: str | None, folder: str | Path, progress: bool = True, layout: Layout | None = None
+    ) -> dict[str, Any]:
+        """Register a local folder, uploading only what the server lacks. ``layout`` (by default, told from the
+        folder: :func:`folder_layout`): ``imagefolder`` (folder/<class>/<image>; labels are class names, sorted),
+        ``segmentation`` (images/ and masks/, matched by stem) or ``coco`` (images and one instances_*.json)."""
+        folder = Path(folder)
+        return upload_layout(self, name, folder, layout or folder_layout(folder), progress)
 
-    def register_folder(self, name: str, folder: str) -> dict[str, Any]:
-        """Register a folder that lives on the server, under its data root (nothing is uploaded)."""
-        return self.request("POST", "/v1/datasets", json={"name": name, "folder": folder}).json()
+    def register_folder(
+        self, name: str, folder: str, layout: Layout = "imagefolder", annotations: str | None = None
+    ) -> dict[str, Any]:
+        """Register a folder that lives on the server, under its data root (nothing is uploaded), in ``layout``;
+        ``annotations`` names a coco folder's instances file when it holds several."""
+        body = {"name": name, "folder": folder, "layout": layout, "annotations": annotations}
+        return self.request("POST", "/v1/datasets", json={k: v for k, v in body.items() if v is not None}).json()
 
     def datasets(self) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/datasets").json()["datasets"]
@@ -271,8 +279,13 @@ class Client:
         checked = _with_format(as_spec(spec), format)
         body = ReplayRequest(spec=checked, seed=seed, epoch=epoch, index=index).model_dump(mode="json")
         response = self.request("POST", dataset_path(dataset) + "/replay", json=body)
-        (image, data), (_, meta) = read_tar(io.BytesIO(response.content))
-        return AugmentedImage(image, data, json.loads(meta))
+        members = list(read_tar(io.BytesIO(response.content)))
+        meta = next(json.loads(data) for name, data in members if name.endswith(".json"))
+        mask = next((data for name, data in members if is_mask_member(name)), None)
+        image, data = next(
+            (name, data) for name, data in members if not (name.endswith(".json") or is_mask_member(name))
+        )
+        return AugmentedImage(image, data, meta, mask)
 
     def delete_dataset(self, name: str) -> None:
         self.request("DELETE", dataset_path(name))

@@ -22,7 +22,8 @@ from .protocol.datasets import dataset_path
 from .protocol.encodings import codec
 from .protocol.epochs import EpochRequest
 from .protocol.errors import RateLimitedError, stream_error
-from .protocol.wire import Allocate, batch_array, empty_bytes, read_frames
+from .protocol.targets import BatchTargets
+from .protocol.wire import Allocate, batch_array, batch_parts, empty_bytes, read_frames
 
 if TYPE_CHECKING:
     from .client import Client
@@ -33,7 +34,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class EpochBatch:
     """One batch: ``images`` is (N, H, W, C) uint8; the last ``padding`` samples repeat earlier ones.
-    ``wire_bytes``: the payload bytes it took on the wire (its pixels' size when raw, less when encoded)."""
+    ``wire_bytes``: the payload bytes it took on the wire (its pixels' size when raw, less when encoded).
+    ``targets``: for a dataset with masks, boxes or keypoints, theirs, moved with the images (else None)."""
 
     number: int
     images: np.ndarray
@@ -42,6 +44,7 @@ class EpochBatch:
     seeds: list[int]
     padding: int
     wire_bytes: int = 0
+    targets: BatchTargets | None = None
 
 
 def stream_epoch(
@@ -70,6 +73,7 @@ def _batch(header: dict[str, Any], payload: np.ndarray) -> EpochBatch:
         seeds=list(header["seeds"]),
         padding=int(header["padding"]),
         wire_bytes=int(header["nbytes"]),
+        targets=BatchTargets.from_parts(batch_parts(header, payload)),
     )
 
 

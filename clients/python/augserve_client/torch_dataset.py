@@ -24,8 +24,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 try:
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
@@ -47,6 +45,7 @@ from .protocol.epochs import (
 from .protocol.errors import NotFoundError
 from .protocol.wire import empty_bytes
 from .resume import epoch_progress, read_progress
+from .tensors import as_tensor, shared_bytes, target_batch
 
 
 class AugmentedDataset(IterableDataset):
@@ -60,6 +59,9 @@ class AugmentedDataset(IterableDataset):
     initialised, else from the ``RANK``/``WORLD_SIZE`` variables torchrun sets, else rank 0 of 1 (see ``_ranks``).
     ``encoding``: ``"raw"`` (default), ``"zstd"`` (lossless) or ``"jpeg"`` at ``quality`` (lossy): what batches
     travel as; the workers decode them (docs/wire-format.md#choosing-an-encoding).
+
+    A dataset with targets (masks, boxes, keypoints: docs/targets.md) yields dict batches instead of (images,
+    labels): see :func:`target_batch`; ``padded_targets`` pads boxes and keypoints into one tensor each.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class AugmentedDataset(IterableDataset):
         api_key: str | None = None,
         encoding: Encoding = "raw",
         quality: int | None = None,
+        padded_targets: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("uint8", "float"):
@@ -95,6 +98,7 @@ class AugmentedDataset(IterableDataset):
         self.spec = as_spec(spec)
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
         self.output, self.mean, self.std = output, mean, std
+        self.padded_targets = padded_targets
         self.rank, self.world_size = rank, world_size
         self._captured: tuple[int, int] | None = None  # (rank, world) resolved in the trainer, set by pickling
         self.prefetch, self.retries = prefetch, retries
@@ -197,7 +201,7 @@ class AugmentedDataset(IterableDataset):
         remaining = len(remaining_positions(self.size, self._skipped(self.epoch)))
         return batches_per_shard(remaining, self._ranks()[1] * workers, self.batch_size, self.drop_last) * workers
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor] | dict[str, Any]]:
         epoch = self.epoch
         shard_index, shard_count = self._topology()
         key = f"{shard_index}/{shard_count}"
@@ -224,7 +228,7 @@ class AugmentedDataset(IterableDataset):
                 self._delivered[key] = batch.number + 1
                 yield self._tensors(batch)
 
-    def _tensors(self, batch: EpochBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tensors(self, batch: EpochBatch) -> tuple[torch.Tensor, torch.Tensor] | dict[str, Any]:
         images = as_tensor(batch.images).permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels-last)
         if self.output == "float":
             images = images.float().div_(255.0)
@@ -232,6 +236,8 @@ class AugmentedDataset(IterableDataset):
                 mean = torch.tensor(self.mean).view(1, -1, 1, 1)
                 std = torch.tensor(self.std).view(1, -1, 1, 1)
                 images = images.sub_(mean).div_(std)
+        if batch.targets is not None:
+            return target_batch(images, batch, self.padded_targets)
         return images, torch.from_numpy(batch.labels)
 
     def state_dict(self) -> dict[str, Any]:
@@ -276,17 +282,6 @@ class AugmentedDataset(IterableDataset):
         self._skip = (epoch, skip)
 
 
-def shared_bytes(size: int) -> np.ndarray:
-    """A flat uint8 buffer in shared memory, to read a batch into inside a DataLoader worker.
-
-    DataLoader moves every tensor a worker yields into shared memory, copying it unless it is there already:
-    one more pass over every byte of every batch, in the worker. Reading the batch straight into shared memory
-    skips it.
-    ``_new_shared`` allocates there directly; the public ``share_memory_()`` would copy an empty tensor."""
-    storage = torch.UntypedStorage._new_shared(size)
-    return torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
-
-
 def _process_group() -> tuple[int, int] | None:
     """(rank, world size) of the default process group, if this process has one (a forked worker inherits it)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -328,15 +323,3 @@ def _checked(rank: int, world: int, source: str) -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise RuntimeError(f"{source} gives rank {rank} of {world}: a rank must be in [0, world size)")
     return rank, world
-
-
-def as_tensor(array: np.ndarray) -> torch.Tensor:
-    """``array`` as a tensor: the shared-memory tensor it was read into (numpy keeps it as the views' base),
-    reshaped, so it stays shared; otherwise ``torch.from_numpy``."""
-    owner: Any = array
-    while isinstance(owner, np.ndarray):
-        owner = owner.base
-    whole = isinstance(owner, torch.Tensor) and owner.is_shared() and owner.nbytes == array.nbytes
-    if whole and array.dtype == np.uint8 and array.flags.c_contiguous:
-        return owner.view(array.shape)
-    return torch.from_numpy(array)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from augserve_client.protocol.datasets import LAYOUTS
 
 from .common import DEFAULT_URL, CliError, Url, connect, print_json
 
+LayoutChoice = enum.Enum("LayoutChoice", {name: name for name in LAYOUTS}, type=str)  # typer lists enum values
+
 app = typer.Typer(
     name="datasets",
-    help="Datasets on a server: upload an ImageFolder, list, show, remove.",
+    help="Datasets on a server: upload a folder (classes, segmentation masks or COCO boxes), list, show, remove.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -21,16 +25,25 @@ app = typer.Typer(
 @app.command(no_args_is_help=True)
 def upload(
     folder: Annotated[
-        Path, typer.Argument(help="a local ImageFolder: FOLDER/<class>/<image>", exists=True, file_okay=False)
+        Path,
+        typer.Argument(
+            help="a local folder: FOLDER/<class>/<image>, FOLDER/images + FOLDER/masks, or images + instances_*.json",
+            exists=True,
+            file_okay=False,
+        ),
     ],
     name: Annotated[str | None, typer.Option(help="dataset name; none: named after its content (ds-...)")] = None,
+    layout: Annotated[
+        LayoutChoice | None,
+        typer.Option(help="how FOLDER is laid out; none: told from the folder (images/ + masks/, instances_*.json)"),
+    ] = None,
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Upload an ImageFolder (only the files the server lacks) and register it; prints the dataset."""
+    """Upload a folder (only the files the server lacks) and register it; prints the dataset."""
     with connect(url) as client:
         try:
-            print_json(client.upload_folder(name, folder))
-        except ValueError as error:  # no images in class subfolders
+            print_json(client.upload_folder(name, folder, layout=None if layout is None else layout.value))
+        except ValueError as error:  # no images in class subfolders, a mask without its image, a bad annotation
             raise CliError(str(error)) from None
 
 

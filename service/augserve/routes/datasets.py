@@ -29,14 +29,31 @@ def body_rules(model: type, rules: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
-# items xor folder, and each item's blob a SHA-256; a folder holds no control characters.
+# items xor folder, and each item's blob and mask a SHA-256; a folder holds no control characters; a layout
+# other than imagefolder describes a folder, and annotations name a coco folder's file.
 ONE_SOURCE = {
     "oneOf": [
         {"required": ["items"], "properties": {"items": {"type": "array"}}},
         {"required": ["folder"], "properties": {"folder": {"type": "string"}}},
     ],
+    "allOf": [
+        {
+            "anyOf": [
+                {"not": {"required": ["layout"]}},
+                {"properties": {"layout": {"const": "imagefolder"}}},
+                {"required": ["folder"]},
+            ]
+        },
+        {
+            "anyOf": [
+                {"not": {"required": ["annotations"]}},
+                {"properties": {"annotations": {"type": "null"}}},
+                {"required": ["layout"], "properties": {"layout": {"const": "coco"}}},
+            ]
+        },
+    ],
     "properties": {
-        "items": {"items": {"properties": {"blob": {"pattern": SHA256}}}},
+        "items": {"items": {"properties": {"blob": {"pattern": SHA256}, "mask": {"pattern": SHA256}}}},
         "folder": {"pattern": "^[^\\x00-\\x1f\\x7f]*$"},
     },
 }
@@ -94,7 +111,7 @@ async def upload_blobs(request: Request, state: State, _: Writer) -> dict[str, l
     "/v1/datasets",
     status_code=201,
     openapi_extra=body_rules(CreateDataset, ONE_SOURCE),
-    responses={200: {"description": "the same name already holds the same content"}, **errors(404, 409, 413, 507)},
+    responses={200: {"description": "the same name already holds the same content"}, **errors(404, 409, 413, 415, 507)},
 )
 async def create_dataset(body: CreateDataset, state: State, who: Writer, response: Response) -> dict[str, Any]:
     """Register a dataset: 201 when new, 200 when the same name already holds the same content, 409 otherwise."""

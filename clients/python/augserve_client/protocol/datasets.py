@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePath
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .targets import BoxFormat, ImageTargets
+
 Label = int | str | None
+Layout = Literal["imagefolder", "segmentation", "coco"]
+LAYOUTS: dict[str, str] = {
+    "imagefolder": "folder/<class>/<image>: one label per image, its class",
+    "segmentation": "folder/images/<stem>.<ext> and folder/masks/<stem>.<ext>: a mask per image, matched by stem",
+    "coco": "images under folder and one instances_*.json (COCO detection) beside them: boxes and category ids",
+}
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # What counts as an image in an ImageFolder, on the client's disk and under the server's data root alike.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".npy"})
@@ -43,6 +52,8 @@ class DatasetItem(BaseModel):
 
     blob: str = Field(description="SHA-256 of an uploaded file")
     label: Label = None
+    mask: str | None = Field(None, description="SHA-256 of the image's uploaded mask (same height and width)")
+    targets: ImageTargets | None = Field(None, description="boxes (in box_format), labels, keypoints")
 
 
 class CreateDataset(BaseModel):
@@ -52,7 +63,17 @@ class CreateDataset(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_' and '-'; at most 64 characters")
     items: list[DatasetItem] | None = Field(None, min_length=1)
-    folder: str | None = Field(None, description="ImageFolder layout, relative to the server's data_root")
+    folder: str | None = Field(None, description="a folder relative to the server's data_root, in `layout`")
+    layout: Layout = Field(
+        "imagefolder", description="how `folder` is laid out: " + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items())
+    )
+    annotations: str | None = Field(
+        None, description="coco: the annotation file's name inside the folder (default: its one instances_*.json)"
+    )
+    box_format: BoxFormat = Field("pascal_voc", description="the format of the items' boxes")
+    categories: dict[str, str] | None = Field(
+        None, description="names of the items' integer box and keypoint labels (a COCO set's categories)"
+    )
 
     @field_validator("folder")
     @classmethod
@@ -65,6 +86,10 @@ class CreateDataset(BaseModel):
     def _one_source(self) -> CreateDataset:
         if (self.items is None) == (self.folder is None):
             raise ValueError("give either items (uploaded blobs) or folder (on the server), not both")
+        if self.folder is None and self.layout != "imagefolder":
+            raise ValueError("layout describes a folder on the server; uploaded items carry their masks and targets")
+        if self.annotations is not None and self.layout != "coco":
+            raise ValueError("annotations names a COCO file: give it with layout 'coco'")
         return self
 
 

@@ -17,8 +17,10 @@ output format is npy), and in epoch frames as one (N, H, W) array.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .numbers import Integer, Number, bounded
@@ -113,14 +115,36 @@ def point_problem(point: Point, height: int, width: int) -> str | None:
 
 def _as_fractions(box: Box, box_format: str, height: int, width: int) -> tuple[float, float, float, float]:
     """``box`` as [x_min, y_min, x_max, y_max] fractions of the image (albumentations' own format)."""
-    a, b, c, d = box
+    x_min, y_min, x_max, y_max = as_fractions(np.array([box], dtype=np.float64), box_format, height, width)[0]
+    return float(x_min), float(y_min), float(x_max), float(y_max)
+
+
+def as_fractions(boxes: np.ndarray, box_format: str, height: int, width: int) -> np.ndarray:
+    """(k, 4) boxes in ``box_format`` as [x_min, y_min, x_max, y_max] fractions of the image."""
+    a, b, c, d = boxes.T
     if box_format == "pascal_voc":
-        return a / width, b / height, c / width, d / height
-    if box_format == "coco":
-        return a / width, b / height, (a + c) / width, (b + d) / height
-    if box_format == "yolo":
-        return a - c / 2, b - d / 2, a + c / 2, b + d / 2
-    return a, b, c, d
+        corners = (a / width, b / height, c / width, d / height)
+    elif box_format == "coco":
+        corners = (a / width, b / height, (a + c) / width, (b + d) / height)
+    elif box_format == "yolo":
+        corners = (a - c / 2, b - d / 2, a + c / 2, b + d / 2)
+    else:
+        corners = (a, b, c, d)
+    return np.stack(corners, axis=-1).reshape(-1, 4)
+
+
+def from_fractions(boxes: np.ndarray, box_format: str, height: int, width: int) -> np.ndarray:
+    """(k, 4) [x_min, y_min, x_max, y_max] fractions of the image as boxes in ``box_format``."""
+    x_min, y_min, x_max, y_max = boxes.T
+    if box_format == "pascal_voc":
+        values = (x_min * width, y_min * height, x_max * width, y_max * height)
+    elif box_format == "coco":
+        values = (x_min * width, y_min * height, (x_max - x_min) * width, (y_max - y_min) * height)
+    elif box_format == "yolo":
+        values = ((x_min + x_max) / 2, (y_min + y_max) / 2, x_max - x_min, y_max - y_min)
+    else:
+        values = (x_min, y_min, x_max, y_max)
+    return np.stack(values, axis=-1).reshape(-1, 4)
 
 
 def mask_member(stem: str, output_format: str) -> str:
@@ -131,3 +155,61 @@ def mask_member(stem: str, output_format: str) -> str:
 
 def is_mask_member(name: str) -> bool:
     return name.endswith((".mask.npy", ".mask.png"))
+
+
+@dataclass(frozen=True)
+class BatchTargets:
+    """The targets of a batch's samples, as epoch frames carry them after the images (docs/wire-format.md).
+
+    ``masks`` is one (N, H, W) uint8 array. Boxes and keypoints are ragged (sample ``i`` has its own count):
+    each kind travels as ``offsets`` (N + 1 int64; sample ``i``'s rows are ``offsets[i]:offsets[i + 1]``) and
+    the rows of all samples one after another, so a reader takes views, never copies. Box labels share the
+    boxes' offsets, keypoint labels the keypoints'. Labels are integers here (a dataset's string labels are
+    indices into its ``categories``). Absent kinds are None."""
+
+    masks: np.ndarray | None = None
+    boxes: list[np.ndarray] | None = None  # per sample, (k_i, 4) float32, in the spec's box format
+    box_labels: list[np.ndarray] | None = None  # per sample, (k_i,) int64
+    keypoints: list[np.ndarray] | None = None  # per sample, (m_i, 2) float32
+    keypoint_labels: list[np.ndarray] | None = None  # per sample, (m_i,) int64
+
+    def parts(self) -> list[tuple[str, np.ndarray]]:
+        """The named arrays of a batch frame (:func:`augserve_client.protocol.wire.batch_frame`'s ``parts``)."""
+        parts: list[tuple[str, np.ndarray]] = [] if self.masks is None else [("masks", self.masks)]
+        for kind, labels_name, width in RAGGED:
+            rows, labels = getattr(self, kind), getattr(self, labels_name)
+            if rows is None:
+                continue
+            counts = [len(row) for row in rows]
+            parts.append((f"{kind}_offsets", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)))
+            parts.append((kind, _rows(rows, width, np.float32)))
+            if labels is not None:
+                parts.append((labels_name, _rows(labels, None, np.int64)))
+        return parts
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray]) -> BatchTargets | None:
+        """A frame's parts read back, as views on its payload; None when the frame carries no targets."""
+        if not parts:
+            return None
+        ragged: dict[str, list[np.ndarray] | None] = {}
+        for kind, labels_name, _ in RAGGED:
+            offsets = parts.get(f"{kind}_offsets")
+            for name in (kind, labels_name):
+                values = parts.get(name)
+                ragged[name] = None if offsets is None or values is None else _split(values, offsets)
+        return cls(masks=parts.get("masks"), **ragged)
+
+
+RAGGED = (("boxes", "box_labels", 4), ("keypoints", "keypoint_labels", 2))  # kind, its labels, values per row
+
+
+def _split(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [values[start:stop] for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
+
+
+def _rows(rows: list[np.ndarray], width: int | None, dtype: type) -> np.ndarray:
+    """Every sample's rows, one after another: (total, width), or (total,) for labels."""
+    shape = (-1,) if width is None else (-1, width)
+    empty = np.zeros((0,) if width is None else (0, width), dtype)
+    return np.concatenate([empty, *(np.asarray(row, dtype).reshape(shape) for row in rows)])

@@ -56,6 +56,7 @@ MEDIA_TYPE_TAR = "application/x-tar"
 MEDIA_TYPE_FRAMES = "application/vnd.augserve.frames"
 NPY_PEEK = 4096  # bytes of an .npy payload searched for its header
 NPY_MAGIC = b"\x93NUMPY"
+PART_ALIGN = 8  # a batch part starts at a multiple of this many payload bytes: int64 and float views stay aligned
 
 
 def member_stem(image: int, variant: int) -> str:
@@ -234,14 +235,27 @@ def batch_header(shape: tuple[int, ...], dtype: str, **fields: Any) -> dict[str,
 
 
 def batch_frame(
-    images: np.ndarray, header_bytes: int = 0, *, encoding: str = "raw", quality: int | None = None, **fields: Any
+    images: np.ndarray,
+    header_bytes: int = 0,
+    *,
+    encoding: str = "raw",
+    quality: int | None = None,
+    parts: Sequence[tuple[str, np.ndarray]] = (),
+    **fields: Any,
 ) -> list[Buffer]:
     """A batch frame: ``images`` is (N, H, W, C) uint8; ``fields`` carry labels, indices, seeds, ...
 
-    ``encoding`` other than ``raw`` encodes every image (:func:`encode_image`) into an encoded frame."""
+    ``parts`` are named arrays that travel after the images in the same payload (a batch's masks, boxes and
+    keypoints: :class:`.targets.BatchTargets`), each starting at a multiple of :data:`PART_ALIGN` bytes so a
+    reader views it in place; the header lists them as ``[name, dtype, shape]``. ``encoding`` other than
+    ``raw`` encodes every image (:func:`encode_image`) into an encoded frame, which carries no parts."""
     images = np.ascontiguousarray(images)
     if encoding == "raw":
-        return frame(batch_header(images.shape, str(images.dtype), **fields), [raw_bytes(images)], header_bytes)
+        listed, buffers = _packed_parts(parts, images.nbytes)
+        header = batch_header(images.shape, str(images.dtype), **({"parts": listed} if parts else {}), **fields)
+        return frame(header, [raw_bytes(images), *buffers], header_bytes)
+    if parts:
+        raise ValueError("an encoded batch frame carries no parts")
     encoded = [encode_image(image, encoding, quality) for image in images]
     return encoded_batch_frame(images.shape, encoded, encoding, quality, header_bytes, **fields)
 
@@ -279,7 +293,38 @@ def read_frames(body: Body, allocate: Allocate = empty_bytes) -> Iterator[Frame]
 
 def batch_array(header: dict[str, Any], payload: np.ndarray) -> np.ndarray:
     """The (N, H, W, C) array of a batch frame, as a writable view on its payload."""
-    return payload.view(np.dtype(header["dtype"])).reshape(header["shape"])
+    dtype, shape = np.dtype(header["dtype"]), header["shape"]
+    return payload[: math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def batch_parts(header: dict[str, Any], payload: np.ndarray) -> dict[str, np.ndarray]:
+    """The named arrays a batch frame carries after its images (``parts`` in its header), as views on the
+    payload. A part list that does not add up to the payload raises :class:`ProtocolError`."""
+    offset = math.prod(header["shape"]) * np.dtype(header["dtype"]).itemsize
+    arrays = {}
+    for name, dtype_name, shape in header.get("parts", []):
+        dtype = np.dtype(dtype_name)
+        offset += -offset % PART_ALIGN
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes > len(payload):
+            raise ProtocolError(f"batch part {name!r} reaches past the frame's {len(payload)} payload bytes")
+        arrays[name] = payload[offset : offset + nbytes].view(dtype).reshape(shape)
+        offset += nbytes
+    return arrays
+
+
+def _packed_parts(parts: Sequence[tuple[str, np.ndarray]], offset: int) -> tuple[list[Any], list[Buffer]]:
+    """The header's part list and the payload buffers (zero padding before each part) for ``parts`` placed
+    after ``offset`` bytes of images."""
+    listed: list[Any] = []
+    buffers: list[Buffer] = []
+    for name, array in parts:
+        array = np.ascontiguousarray(array)
+        padding = -offset % PART_ALIGN
+        buffers += [bytes(padding), raw_bytes(array)]
+        listed.append([name, array.dtype.str, list(array.shape)])
+        offset += padding + array.nbytes
+    return listed, buffers
 
 
 # --- encoded batch frames (the images' codecs: .encodings) ---------------------------------------------
