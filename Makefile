@@ -78,12 +78,5 @@ container-test: $(VENV)/.dev container-deps
 	$(BIN)/pip install -q 'podman-compose==1.6.0'
 	$(BIN)/python tests/deploy/run_containers.py
 
-# For CI: the same, where this machine already has podman and the base images (a few minutes); skipped, saying
-# why, where it would first have to install podman or build the bases (about 9 minutes: docs/deploy.md).
-.PHONY: container-ci
-container-ci: $(VENV)/.dev
-	$(BIN)/pip install -q 'podman-compose==1.6.0'
-	$(BIN)/python tests/deploy/run_containers.py --if-cached
-
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -187,14 +187,6 @@ BASE_CHANGES = (
 )
 
 
-def missing_bases() -> str | None:
-    """Why a run would have to build its base images first (minutes: two debootstraps), or None."""
-    missing = [name for name in (BASE_IMAGE, NGINX_IMAGE) if not image_exists(name)]
-    if not missing:
-        return None
-    return f"base images not built yet ({', '.join(missing)}): that takes minutes; `make container-test` does it"
-
-
 def ensure_base() -> bool:
     """Build BASE_IMAGE unless it exists; True when it was built now."""
     if image_exists(BASE_IMAGE):

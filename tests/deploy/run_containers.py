@@ -1,10 +1,9 @@
 """``make container-test``: build the images (cached between runs), run the container tests, leave nothing behind.
 
-    python tests/deploy/run_containers.py [--if-cached] [pytest arguments]
+    python tests/deploy/run_containers.py [pytest arguments]
 
 Prints how long each step took. Skips, with the reason and exit status 0, where podman cannot be installed
-(not root, no apt); everywhere else a failure is a failure. ``--if-cached`` (``make container-ci``) also skips,
-saying so, where the base images are not built yet: building them is most of a first run's time. Containers,
+(not root, no apt); everywhere else a failure is a failure (CI runs it: docs/deploy.md). Containers,
 pods, volumes and networks of the tests are removed at the end however it ends (also on SIGTERM or Ctrl-C);
 images stay, to be reused by the next run.
 """
@@ -24,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from podman_harness import LOG_DIR, leftovers, sweep, unavailable  # noqa: E402
-from podman_images import build_all, missing_bases  # noqa: E402
+from podman_images import build_all  # noqa: E402
 
 TESTS = [HERE / "test_container_image.py", HERE / "test_container_compose.py"]
 PYTEST_TIMEOUT = 1200  # the tests themselves take about a minute or two; this only bounds a hang
@@ -35,9 +34,7 @@ def stop(signum: int, frame: FrameType | None) -> None:
 
 
 def main(args: list[str]) -> int:
-    if_cached = "--if-cached" in args
-    pytest_args = [arg for arg in args if arg != "--if-cached"]
-    reason = unavailable() or (missing_bases() if if_cached else None)
+    reason = unavailable()
     if reason:
         print(f"container-test: SKIPPED: {reason}")
         return 0
@@ -49,7 +46,7 @@ def main(args: list[str]) -> int:
         shutil.rmtree(LOG_DIR, ignore_errors=True)
         build_all(sys.executable)
         tests_started = time.monotonic()
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, TESTS), *pytest_args]
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, TESTS), *args]
         env = {**os.environ, "AUGSERVE_CONTAINER_TEST": "1"}
         status = subprocess.run(command, env=env, timeout=PYTEST_TIMEOUT, check=False).returncode
         print(f"container-test: tests: {time.monotonic() - tests_started:.1f} s")
