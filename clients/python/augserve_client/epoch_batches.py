@@ -129,38 +129,60 @@ class EpochBatches(Iterable[EpochBatch]):
 _DONE = object()
 
 
-def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+class Prefetcher(Iterator[T]):
     """Iterate ``items`` in a background thread, up to ``depth`` ahead, so the consumer rarely waits.
 
-    Errors are re-raised in the consumer; abandoning the iterator stops the thread.
-    """
-    if depth <= 0:
-        yield from items
-        return
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    The thread starts at once, so a stream can be opened before anyone asks for it (the next epoch's, opened
+    while this one drains: :class:`augserve_client.torch_dataset.AugmentedDataset`). Errors are re-raised in the
+    consumer. ``close()`` stops the thread and closes ``items`` (a generator closes its stream). With
+    ``idle_timeout``, a thread whose batches nobody takes for that long stops by itself, until :meth:`adopt`."""
 
-    def produce() -> None:
+    def __init__(self, items: Iterable[T], depth: int, idle_timeout: float | None = None) -> None:
+        self._items = items
+        self._slots: queue.Queue[Any] = queue.Queue(maxsize=max(depth, 1))
+        self._stop = threading.Event()
+        self.idle_timeout = idle_timeout
+        self._thread = threading.Thread(target=self._produce, name="augserve-prefetch", daemon=True)
+        self._thread.start()
+
+    def __next__(self) -> T:
+        item = self._slots.get()
+        if item is _DONE:
+            self._slots.put(_DONE)  # asked again: still done
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def adopt(self) -> None:
+        """Someone consumes this now: wait for them however long they take."""
+        self.idle_timeout = None
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _produce(self) -> None:
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            for item in self._items:
+                if not self._put(item):
                     return
-            slots.put(_DONE)
+            self._put(_DONE)
         except BaseException as error:  # handed to the consumer, which re-raises it
-            slots.put(error)
+            self._put(error)
+        finally:
+            close = getattr(self._items, "close", None)
+            if self._stop.is_set() and close is not None:
+                close()
 
-    thread = threading.Thread(target=produce, name="augserve-prefetch", daemon=True)
-    thread.start()
-    try:
-        while (item := slots.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
+    def _put(self, item: Any) -> bool:
+        """Queue ``item`` unless stopped (or idle past ``idle_timeout``) first; False when the thread must end."""
+        waited = 0.0
+        while not self._stop.is_set():
+            try:
+                self._slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                waited += 0.1
+                if self.idle_timeout is not None and waited >= self.idle_timeout:
+                    self._stop.set()
+        return False

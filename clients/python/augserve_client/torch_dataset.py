@@ -31,7 +31,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("AugmentedDataset needs PyTorch: pip install 'augserve[torch]'") from error
 
 from .client import Client, SpecInput, as_spec
-from .epoch_batches import EpochBatch, EpochBatches, prefetch
+from .epoch_batches import EpochBatch, EpochBatches
+from .next_epoch import EpochStreams
 from .protocol.datasets import dataset_path
 from .protocol.encodings import codec
 from .protocol.epochs import (
@@ -62,6 +63,11 @@ class AugmentedDataset(IterableDataset):
 
     A dataset with targets (masks, boxes, keypoints: docs/targets.md) yields dict batches instead of (images,
     labels): see :func:`target_batch`; ``padded_targets`` pads boxes and keypoints into one tensor each.
+
+    ``next_epoch_ahead``: once the last batch of epoch n has arrived, open epoch n + 1's stream while the
+    trainer works through the batches ahead of it, so the next epoch starts without a round trip
+    (:mod:`augserve_client.next_epoch`; with ``persistent_workers=True``, or without workers). A trainer that
+    asks for another epoch drops it unused.
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class AugmentedDataset(IterableDataset):
         encoding: Encoding = "raw",
         quality: int | None = None,
         padded_targets: bool = False,
+        next_epoch_ahead: bool = True,
     ) -> None:
         super().__init__()
         if output not in ("uint8", "float"):
@@ -102,6 +109,8 @@ class AugmentedDataset(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self._captured: tuple[int, int] | None = None  # (rank, world) resolved in the trainer, set by pickling
         self.prefetch, self.retries = prefetch, retries
+        self.next_epoch_ahead = next_epoch_ahead
+        self._streams: tuple[int, EpochStreams] | None = None  # (pid, this process's streams)
         # Shared with DataLoader workers, persistent ones included: set_epoch in the trainer reaches them.
         self._epoch = multiprocessing.Value("q", 0, lock=False)
         self._delivered_epoch = 0  # the epoch that _delivered describes
@@ -182,7 +191,7 @@ class AugmentedDataset(IterableDataset):
         """DataLoader pickles the dataset into spawn and forkserver workers here, in the trainer process, where the
         process group is initialised; the workers are not part of it. The topology resolved now travels with the
         dataset. When it cannot be known here either, the worker resolves it again and raises."""
-        state = self.__dict__.copy()
+        state = {**self.__dict__, "_streams": None}  # threads and connections stay in this process
         try:
             state["_captured"] = self._ranks()
         except RuntimeError:
@@ -221,12 +230,20 @@ class AugmentedDataset(IterableDataset):
         request = request.model_copy(
             update={"start_batch": self._resume_point(epoch, key, shard_batch_count(self.size, request))}
         )
+        for batch in self._epoch_streams().batches(request):
+            self._delivered[key] = batch.number + 1
+            yield self._tensors(batch)
+
+    def _epoch_streams(self) -> EpochStreams:
+        """This process's streams (a DataLoader worker has its own: they hold threads and connections)."""
+        if self._streams is None or self._streams[0] != os.getpid():
+            self._streams = os.getpid(), EpochStreams(self._stream, self.prefetch, self.next_epoch_ahead)
+        return self._streams[1]
+
+    def _stream(self, request: EpochRequest) -> Iterator[EpochBatch]:
         allocate = shared_bytes if get_worker_info() is not None else empty_bytes
         with self._client() as client:
-            batches = EpochBatches(client, self.dataset, request, retries=self.retries, allocate=allocate)
-            for batch in prefetch(batches, self.prefetch):
-                self._delivered[key] = batch.number + 1
-                yield self._tensors(batch)
+            yield from EpochBatches(client, self.dataset, request, retries=self.retries, allocate=allocate)
 
     def _tensors(self, batch: EpochBatch) -> tuple[torch.Tensor, torch.Tensor] | dict[str, Any]:
         images = as_tensor(batch.images).permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels-last)
