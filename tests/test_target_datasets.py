@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from augserve.devserver import ServerProcess
-from augserve_client import Client, InvalidImageError, InvalidRequestError
+from augserve_client import Client, InvalidImageError, InvalidRequestError, LimitExceededError
 from augserve_client.epoch_batches import EpochBatch
 from augserve_client.protocol.targets import ImageTargets
 from augserve_client.uploads import upload_files
@@ -329,3 +329,19 @@ def test_a_dataloader_gets_dict_batches_with_targets(dataset_server: ServerProce
     assert padded["boxes"].shape == (4, int(padded["box_counts"].max()), 4)
     for row, count, boxes in zip(padded["boxes"], padded["box_counts"], listed["boxes"], strict=True):
         assert torch.equal(row[:count], boxes) and bool((row[count:] == 0).all())
+
+
+def test_a_coco_file_over_the_limit_is_a_413_naming_it(tmp_path: Path, data_root: Path, folders: Path) -> None:
+    size = (folders / "coco" / "instances_train.json").stat().st_size
+    server = ServerProcess(tmp_path / "data", data_root=data_root, max_annotation_bytes=size - 1).start()
+    try:
+        with Client(server.url) as client, pytest.raises(LimitExceededError) as caught:
+            client.register_folder("big-coco", "targets/coco", layout="coco")
+    finally:
+        server.stop()
+    error = caught.value
+    assert (
+        error.status == 413
+        and error.file == "instances_train.json"
+        and error.details["limit"] == "max_annotation_bytes"
+    )

@@ -14,10 +14,8 @@ from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.layouts import IMAGES, MASKS, LayoutError, coco_file, coco_images, segmentation_pairs
 from augserve_client.protocol.targets import ImageTargets
 
-from .errors import ServiceError
+from .errors import ServiceError, limit_exceeded
 from .store import DatasetStore
-
-MAX_ANNOTATION_BYTES = 512 << 20  # a COCO file is read whole; train2017's instances file is 450 MB
 
 
 @dataclass(frozen=True)
@@ -38,8 +36,8 @@ class Listing:
     box_sources: list[list[str]] | None = None  # per item, per box: the annotation it came from (coco)
 
 
-def folder_listing(store: DatasetStore, body: CreateDataset) -> Listing:
-    """The listing of ``body.folder`` in ``body.layout``."""
+def folder_listing(store: DatasetStore, body: CreateDataset, max_annotation_bytes: int) -> Listing:
+    """The listing of ``body.folder`` in ``body.layout`` (a COCO file of at most ``max_annotation_bytes``)."""
     assert body.folder is not None
     if body.layout == "imagefolder":
         keys, labels, classes = store.folder_files(body.folder)
@@ -48,7 +46,7 @@ def folder_listing(store: DatasetStore, body: CreateDataset) -> Listing:
     try:
         if body.layout == "segmentation":
             return _segmentation(store, body.folder, base)
-        return _coco(store, body, base)
+        return _coco(store, body, base, max_annotation_bytes)
     except LayoutError as error:
         raise ServiceError(
             ErrorCode.INVALID_TARGETS, str(error), field=error.field or "folder", file=error.file
@@ -76,15 +74,16 @@ def _images_in(store: DatasetStore, directory: Path, shown: str) -> dict[str, st
     }
 
 
-def _coco(store: DatasetStore, body: CreateDataset, base: Path) -> Listing:
+def _coco(store: DatasetStore, body: CreateDataset, base: Path, max_bytes: int) -> Listing:
     assert body.folder is not None and store.root is not None
     names = [entry.name for entry in base.iterdir() if entry.is_file()]
     annotations = body.annotations or coco_file(names)
     path = store.inside_root(base / annotations, f"{body.folder}/{annotations}")
     if not path.is_file():
         raise LayoutError(f"{body.folder}/{annotations} does not exist", file=annotations, field="annotations")
-    if path.stat().st_size > MAX_ANNOTATION_BYTES:
-        raise LayoutError(f"{annotations} is larger than {MAX_ANNOTATION_BYTES >> 20} MB", file=annotations)
+    if path.stat().st_size > max_bytes:
+        message = f"{annotations} has {path.stat().st_size} bytes"
+        raise limit_exceeded(ErrorCode.FILE_TOO_LARGE, "max_annotation_bytes", max_bytes, message, file=annotations)
     try:
         document = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as error:

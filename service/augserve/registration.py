@@ -37,7 +37,8 @@ def register(state: AppState, body: CreateDataset, owner: str) -> tuple[Manifest
 
 def build_manifest(state: AppState, body: CreateDataset, owner: str) -> Manifest:
     store = state.store
-    listing = folder_listing(store, body) if body.folder is not None else upload_listing(body)
+    max_annotation = state.settings.max_annotation_bytes
+    listing = folder_listing(store, body, max_annotation) if body.folder is not None else upload_listing(body)
     if body.items is not None:
         missing = store.missing([*listing.keys, *(listing.masks or [])])
         if missing:

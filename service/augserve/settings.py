@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     max_dataset_items: int = Field(
         100_000, gt=0, description="items in one dataset (each file's header is read when it is registered)"
     )
+    max_annotation_bytes: int = Field(
+        256 * MiB,
+        gt=0,
+        description="size of a COCO annotation file a folder dataset may register (it is parsed whole: "
+        "several times its size in memory)",
+    )
 
     max_request_decoded_bytes: int = Field(
         1024 * MiB, gt=0, description="bytes the images of one /v1/augment request may decode to (413 beyond)"
