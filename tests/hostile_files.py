@@ -35,6 +35,21 @@ def png_zeros(width: int, height: int, rows: int | None = None) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + header + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def png_rgb(pixels: np.ndarray, interlaced: bool = False, keep: float = 1.0) -> bytes:
+    """An RGB PNG of ``pixels`` written here (Pillow writes no interlaced PNG), Adam7 when ``interlaced``; when
+    ``keep`` < 1, a whole zlib stream of only that share of the image data: a truncated image, well-formed."""
+    height, width, _ = pixels.shape
+    passes = ADAM7 if interlaced else ((0, 0, 1, 1),)
+    rows = [b"\0" + row.tobytes() for x0, y0, dx, dy in passes if width > x0 for row in pixels[y0::dy, x0::dx]]
+    data = b"".join(rows)
+    header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, int(interlaced)))
+    idat = _chunk(b"IDAT", zlib.compress(data[: int(len(data) * keep)], 9))
+    return b"\x89PNG\r\n\x1a\n" + header + idat + _chunk(b"IEND", b"")
+
+
 def png_header_only(width: int, height: int) -> bytes:
     header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
     return b"\x89PNG\r\n\x1a\n" + header + _chunk(b"IEND", b"")
@@ -146,7 +161,11 @@ def _pixel_cases() -> dict[str, tuple[bytes, np.ndarray]]:
     sixteen, sixteen_rgb = _sixteen_bit()
     cmyk, cmyk_rgb = _cmyk()
     la = Image.fromarray(np.stack([grey, grey // 2], axis=2), "LA")
+    dark = ramp().copy()
+    dark[-1] = 0  # a whole PNG whose last row is black, as a truncated one's would be
     return {
+        "interlaced.png": (png_rgb(ramp(), interlaced=True), ramp()),
+        "black-last-row.png": (encode(dark, "PNG"), dark),
         "rgba.png": (encode(rgba, "PNG"), ramp()),
         "la.png": (encode(la, "PNG"), _grey("L", grey)),
         "palette-with-transparency.png": (encode(palette, "PNG"), palette_rgb),

@@ -338,6 +338,13 @@ def test_datasets_upload_ls_show_rm(server: ServerProcess, photos: list[np.ndarr
     assert "class subfolders" in one_line_error(run("datasets", "upload", tmp_path / "pets" / "cat", *url))
 
 
+def test_the_upload_command_offers_the_contract_s_layouts() -> None:
+    from augserve.cli.datasets import LayoutChoice
+    from augserve_client.protocol.datasets import LAYOUTS
+
+    assert [choice.value for choice in LayoutChoice] == list(LAYOUTS)
+
+
 def test_datasets_upload_a_segmentation_folder(server: ServerProcess, photos: list[np.ndarray], tmp_path: Path) -> None:
     for side in ("images", "masks"):
         (tmp_path / "seg" / side).mkdir(parents=True)

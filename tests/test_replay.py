@@ -1,6 +1,7 @@
 """POST /v1/datasets/{name}/replay against real servers: every sample of an epoch, made again on its own, is
 byte for byte the copy the epoch stream delivered (whatever batch and shard carried it), in both decode modes,
-with the parameters it drew; and an index past the dataset is a 404 naming it."""
+with the parameters it drew; and an index past the dataset is a 409 naming it (the dataset is there: a 404
+would say it is not)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from augserve.devserver import ServerProcess
-from augserve_client import Client, NotFoundError
+from augserve_client import Client, ConflictError, NotFoundError
 from conftest import encode
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def test_a_bad_index_or_dataset_is_named(
     dataset_server: ServerProcess, indexed: str, small_spec: dict[str, object]
 ) -> None:
     with Client(dataset_server.url) as client:
-        with pytest.raises(NotFoundError) as caught:
+        with pytest.raises(ConflictError) as caught:
             client.replay(indexed, small_spec, index=48)
         assert caught.value.field == "index" and "48 samples" in caught.value.message
         with pytest.raises(NotFoundError):

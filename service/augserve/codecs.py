@@ -7,6 +7,10 @@ to 8 bits by keeping the high byte (Pillow's own conversion would clip everythin
 float (F) has no agreed 8-bit mapping and is refused. GIF and other animations use their first frame. ``.npy``
 uploads (uint8, HxW or HxWx1/3/4) skip Pillow entirely.
 
+A truncated file is refused (``corrupt_image``), never decoded in part: Pillow refuses one whose bytes stop short
+(``LOAD_TRUNCATED_IMAGES`` stays False), but takes a PNG whose compressed stream is whole and holds fewer rows
+than its header says, and leaves the missing rows black; libpng refuses it, and so does :func:`_whole_png`.
+
 Encoding sits on the hot path, so each format uses the fastest codec here: raw ``npy`` (no work), JPEG through
 libjpeg-turbo (simplejpeg), PNG and WebP through OpenCV (Pillow's PNG encoder is several times slower).
 """
@@ -14,7 +18,10 @@ libjpeg-turbo (simplejpeg), PNG and WebP through OpenCV (Pillow's PNG encoder is
 from __future__ import annotations
 
 import io
+import math
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,7 +30,7 @@ import numpy as np
 import simplejpeg
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.wire import NPY_MAGIC, Buffer, npy_parts, npy_shape, read_npy
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from . import jpeg, metrics
 from .errors import ServiceError, limit_exceeded
@@ -33,6 +40,9 @@ EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
 
 # Our own pixel limit runs first; Pillow's guard stays as a backstop but must not warn into logs.
 Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # Pillow's default, stated: a file that stops short is an error
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: grey, RGB, palette, grey+alpha, RGBA
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
 def decode(
@@ -53,6 +63,7 @@ def decode(
             if pixels is not None:
                 return pixels
         image.load()
+        _whole(image, data, name)
         ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies every image, rotated or not
         return _to_rgb(image, name)
 
@@ -104,6 +115,63 @@ def _check_header(image: Image.Image, name: str, max_pixels: int) -> None:
         raise limit_exceeded(
             ErrorCode.IMAGE_TOO_LARGE, "max_pixels", max_pixels, f"{name} has {width}x{height} pixels", file=name
         )
+
+
+def _whole(image: Image.Image, data: bytes, name: str) -> None:
+    """Refuse a loaded PNG whose pixel data ends before its last row. Rows Pillow never reached stay zero, so a
+    last row with anything in it (most images) proves a whole non-interlaced PNG at the cost of one row; the
+    others (a black last row, an interlaced file) are checked by inflating their data again."""
+    if image.format != "PNG":
+        return
+    width, height = image.size
+    if not image.info.get("interlace") and np.asarray(image.crop((0, height - 1, width, height))).any():
+        return
+    if not _whole_png(data):
+        message = f"{name} could not be decoded: its pixel data ends before its last row (image file is truncated)"
+        raise ServiceError(ErrorCode.CORRUPT_IMAGE, message, file=name)
+
+
+def _whole_png(data: bytes) -> bool:
+    """Whether a PNG's image data (its IDAT chunks) inflates to every row its header promises."""
+    header, stream = _png_parts(data)
+    if header is None:
+        return False
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    bits = depth * PNG_CHANNELS.get(colour, 4)
+    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = math.ceil(max(width - x0, 0) / dx), math.ceil(max(height - y0, 0) / dy)
+        expected += rows * (1 + math.ceil(columns * bits / 8)) if columns else 0
+    return _inflates_to(stream, expected)
+
+
+def _png_parts(data: bytes) -> tuple[bytes | None, bytes]:
+    """A PNG's IHDR payload and its IDAT payloads joined, read from the chunk headers alone."""
+    header, idat, at = None, [], 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        payload = data[at + 8 : at + 8 + length]
+        if kind == b"IHDR" and len(payload) == 13:
+            header = payload
+        elif kind == b"IDAT":
+            idat.append(payload)
+        elif kind == b"IEND":
+            break
+        at += 12 + length
+    return header, b"".join(idat)
+
+
+def _inflates_to(stream: bytes, expected: int) -> bool:
+    """Whether a zlib ``stream`` inflates to at least ``expected`` bytes, holding 1 MB of them at a time."""
+    inflater, total, pending = zlib.decompressobj(), 0, stream
+    try:
+        while pending and total < expected:
+            total += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        return False
+    return total >= expected
 
 
 def _to_rgb(image: Image.Image, name: str) -> np.ndarray:
@@ -180,6 +248,7 @@ def decode_mask(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         return np.ascontiguousarray(read_npy(data).reshape(shape[:2]))
     with _opened(data, name, max_pixels, "decoded") as image:
         image.load()
+        _whole(image, data, name)
         image = ImageOps.exif_transpose(image)
         return _mask_pixels(image, name)
 

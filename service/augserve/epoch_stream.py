@@ -184,14 +184,14 @@ def plan(state: AppState, manifest: Manifest, request: EpochRequest) -> Plan:
     count = len(manifest.keys)
     _check_split(request, count)
     total = shard_batch_count(count, request)
-    if request.start_batch > total:
+    if request.start_batch > total:  # 409 like every refusal that depends on what the dataset holds now
         message = f"start_batch {request.start_batch} is past the shard's last batch ({total} batches)"
-        raise ServiceError(ErrorCode.INVALID_REQUEST, message, field="start_batch")
+        raise ServiceError(ErrorCode.CONFLICT, message, field="start_batch")
     batches = shard_batches(count, request)
     if manifest.has_targets:
         if request.encoding != "raw":
             message = f"dataset {manifest.name!r} has targets, whose batches travel raw: encoding must be 'raw'"
-            raise ServiceError(ErrorCode.INVALID_REQUEST, message, field="encoding")
+            raise ServiceError(ErrorCode.CONFLICT, message, field="encoding")
         return Plan(batches, total, shape, {}, targets=True)
     if request.encoding != "raw":
         codec(request.encoding)  # a server without the codec fails here, before the first byte
@@ -204,7 +204,7 @@ def _check_split(request: EpochRequest, count: int) -> None:
     and a client could otherwise make the server plan an epoch of any size it likes."""
     if request.shard_count > count:
         raise ServiceError(
-            ErrorCode.INVALID_REQUEST,
+            ErrorCode.CONFLICT,
             f"shard_count {request.shard_count} is more than the {count} samples of the dataset; "
             "each shard needs at least one",
             field="shard_count",

@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from augserve_client.protocol.datasets import CreateDataset, is_image_name
 from augserve_client.protocol.errors import ErrorCode
-from augserve_client.protocol.layouts import IMAGES, MASKS, LayoutError, coco_file, coco_images, segmentation_pairs
+from augserve_client.protocol.layouts import (
+    COCO_PATTERN,
+    IMAGES,
+    MASKS,
+    LayoutError,
+    coco_file,
+    coco_images,
+    segmentation_pairs,
+)
 from augserve_client.protocol.targets import ImageTargets
 
 from .errors import ServiceError, limit_exceeded
@@ -77,10 +85,14 @@ def _images_in(store: DatasetStore, directory: Path, shown: str) -> dict[str, st
 def _coco(store: DatasetStore, body: CreateDataset, base: Path, max_bytes: int) -> Listing:
     assert body.folder is not None and store.root is not None
     names = [entry.name for entry in base.iterdir() if entry.is_file()]
+    if body.annotations is None and not any(PurePosixPath(name).match(COCO_PATTERN) for name in names):
+        message = f"folder {body.folder!r} holds no {COCO_PATTERN} (a coco folder: images and their annotation file)"
+        raise ServiceError(ErrorCode.NOT_FOUND, message, field="folder")
     annotations = body.annotations or coco_file(names)
     path = store.inside_root(base / annotations, f"{body.folder}/{annotations}")
     if not path.is_file():
-        raise LayoutError(f"{body.folder}/{annotations} does not exist", file=annotations, field="annotations")
+        message = f"{body.folder}/{annotations} does not exist"
+        raise ServiceError(ErrorCode.NOT_FOUND, message, field="annotations", file=annotations)
     if path.stat().st_size > max_bytes:
         message = f"{annotations} has {path.stat().st_size} bytes"
         raise limit_exceeded(ErrorCode.FILE_TOO_LARGE, "max_annotation_bytes", max_bytes, message, file=annotations)
@@ -113,12 +125,8 @@ def upload_listing(body: CreateDataset) -> Listing:
     assert body.items is not None
     keys = [item.blob for item in body.items]
     labels, classes = _labels([item.label for item in body.items])
-    with_mask = [item.mask is not None for item in body.items]
-    if any(with_mask) and not all(with_mask):
-        index = with_mask.index(False)
-        message = f"items[{index}] has no mask while items[{with_mask.index(True)}] has one: give every item a mask"
-        raise ServiceError(ErrorCode.INVALID_TARGETS, message, field=f"items[{index}].mask")
-    masks = [item.mask for item in body.items if item.mask is not None] if any(with_mask) else None
+    with_mask = any(item.mask is not None for item in body.items)  # then every item has one (CreateDataset)
+    masks = [item.mask for item in body.items if item.mask is not None] if with_mask else None
     with_targets = any(item.targets is not None for item in body.items)
     targets = [item.targets for item in body.items] if with_targets or masks else None
     fields = [f"items[{index}]" for index in range(len(keys))]

@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from augserve_client.protocol.datasets import LAYOUTS
 
 from .common import DEFAULT_URL, CliError, Url, connect, print_json
 
-LayoutChoice = enum.Enum("LayoutChoice", {name: name for name in LAYOUTS}, type=str)  # typer lists enum values
+
+class LayoutChoice(str, enum.Enum):
+    """The contract's folder layouts (``augserve_client.protocol.datasets.LAYOUTS``, which a test holds this to),
+    named here because importing the contract loads pydantic, which ``augserve --help`` must not wait for."""
+
+    imagefolder = "imagefolder"
+    segmentation = "segmentation"
+    coco = "coco"
+
 
 app = typer.Typer(
     name="datasets",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from augserve_client.protocol.seeds import SEED_MAX
 from augserve_client.protocol.spec import EXAMPLE_SPEC
 from augserve_client.protocol.wire import MEDIA_TYPE_TAR
 from fastapi import APIRouter, Request
@@ -35,10 +34,11 @@ _MULTIPART_SCHEMA = {
             "example": EXAMPLE_SPEC,
         },
         "variants": {"type": "integer", "minimum": 1, "default": 1, "description": "variants per image"},
+        # format int64 bounds it at SEED_MAX exactly; FastAPI writes a maximum as a float, 9223372036854776000
         "seed": {
             "type": "integer",
+            "format": "int64",
             "minimum": 0,
-            "maximum": SEED_MAX,
             "description": "omit for a fresh one (returned in X-Augserve-Seed)",
         },
         "masks": {

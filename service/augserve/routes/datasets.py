@@ -15,7 +15,7 @@ from .. import epoch_stream, registration, replay
 from ..reclaim import reclaim_blobs
 from .deps import Reader, State, Writer
 from .forms import read_files, read_form
-from .responses import CutOnFailureResponse, errors
+from .responses import CutOnFailureResponse, ErrorBody, errors
 
 router = APIRouter(tags=["datasets"])
 DatasetName = Annotated[str, Path(pattern=NAME_PATTERN, description="a registered dataset's name")]
@@ -93,7 +93,7 @@ async def missing_blobs(body: HashList, state: State, _: Writer) -> dict[str, li
                         },
                     }
                 }
-            }
+            },
         }
     },
 )
@@ -147,7 +147,7 @@ async def delete_dataset(name: DatasetName, state: State, who: Writer) -> Respon
     openapi_extra=body_rules(EpochRequest, JPEG_QUALITY),
     responses={
         200: {"content": {MEDIA_TYPE_FRAMES: {}}, "description": "batch frames (docs/wire-format.md)"},
-        **errors(404, 413, 415, 429),
+        **errors(404, 409, 413, 415, 429),
     },
 )
 async def stream_epoch(name: DatasetName, body: EpochRequest, state: State, who: Reader) -> StreamingResponse:
@@ -173,6 +173,7 @@ async def stream_epoch(name: DatasetName, body: EpochRequest, state: State, who:
     responses={
         200: {"content": {MEDIA_TYPE_TAR: {}}, "description": "a tar of {index:05d}.{ext} and {index:05d}.json"},
         **errors(404, 413),
+        409: {"model": ErrorBody, "description": "index is past the dataset's last sample"},
     },
 )
 async def replay_sample(name: DatasetName, body: ReplayRequest, state: State, _: Reader) -> Response:

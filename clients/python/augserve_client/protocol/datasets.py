@@ -90,6 +90,10 @@ class CreateDataset(BaseModel):
             raise ValueError("layout describes a folder on the server; uploaded items carry their masks and targets")
         if self.annotations is not None and self.layout != "coco":
             raise ValueError("annotations names a COCO file: give it with layout 'coco'")
+        with_mask = [item.mask is not None for item in self.items or []]
+        if any(with_mask) and not all(with_mask):
+            without, first = with_mask.index(False), with_mask.index(True)
+            raise ValueError(f"items[{without}] has no mask while items[{first}] has one: give every item a mask")
         return self
 
 

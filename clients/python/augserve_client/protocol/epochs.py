@@ -23,16 +23,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .numbers import Boolean, Integer
-from .seeds import SEED_BITS, derive_seed
+from .numbers import Boolean, Int64, Integer, bounded, numbers
+from .seeds import derive_seed
 from .spec import Spec
 
 Encoding = Literal["raw", "zstd", "jpeg"]
+# Bounds inside the type, not on the Field: on ``X | None`` pydantic would write a Field's bound into the JSON
+# schema as an unknown keyword (``ge``), which no reader of the schema checks.
+Count = bounded(int, ge=0)
+Positions = numbers(int, ge=0)
+Quality = bounded(int, ge=1, le=100)
 
 
 class Progress(BaseModel):
@@ -44,10 +49,8 @@ class Progress(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prefix: int = Field(0, ge=0, description="positions [0, prefix) of the epoch's order were delivered")
-    also: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=list, max_length=1_000_000, description="and these positions"
-    )
+    prefix: Integer = Field(0, ge=0, description="positions [0, prefix) of the epoch's order were delivered")
+    also: Positions = Field(default_factory=list, max_length=1_000_000, description="and these positions")
 
     @classmethod
     def of(cls, positions: np.ndarray) -> Progress:
@@ -68,12 +71,12 @@ class EpochRequest(BaseModel):
 
     spec: Spec = Field(default_factory=Spec)
     batch_size: Integer = Field(32, gt=0)
-    seed: Integer = Field(0, ge=0, lt=1 << SEED_BITS)
+    seed: Int64 = Field(0, ge=0)
     epoch: Integer = Field(0, ge=0)
     shard_index: Integer = Field(0, ge=0)
     shard_count: Integer = Field(1, ge=1)
     start_batch: Integer = Field(0, ge=0, description="first batch of the shard to send (resume point)")
-    end_batch: Integer | None = Field(None, ge=0, description="stop before this batch; None = end of the shard")
+    end_batch: Count | None = Field(None, description="stop before this batch; None = end of the shard")
     shuffle: Boolean = True
     drop_last: Boolean = False
     skip: Progress | None = Field(
@@ -84,9 +87,7 @@ class EpochRequest(BaseModel):
         description="how batch payloads travel: raw uint8 (a Content-Length), zstd (lossless, about half the bytes) "
         "or jpeg (lossy, at quality); see docs/wire-format.md",
     )
-    quality: Integer | None = Field(
-        None, ge=1, le=100, description="jpeg quality (default 90); only with encoding jpeg"
-    )
+    quality: Quality | None = Field(None, description="jpeg quality (default 90); only with encoding jpeg")
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> EpochRequest:
@@ -107,7 +108,7 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spec: Spec = Field(default_factory=Spec)
-    seed: Integer = Field(0, ge=0, lt=1 << SEED_BITS)
+    seed: Int64 = Field(0, ge=0)
     epoch: Integer = Field(0, ge=0)
     index: Integer = Field(ge=0, description="the sample's index in the dataset, as batch frames list it in 'indices'")
 

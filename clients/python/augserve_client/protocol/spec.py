@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 
-from .allowlist import CLASS_KEY, check_transform
+from .allowlist import CLASS_KEY, TO_DICT_KEYS, Transform
 from .numbers import Boolean, Integer, Number, a_number, bounded
 from .targets import TargetRules
 
@@ -205,7 +205,7 @@ class Albumentations(_Op):
     """
 
     op: Literal["albumentations"] = "albumentations"
-    transform: dict[str, Any] = Field(
+    transform: Transform = Field(
         description="A.to_dict(t)['transform'] of an allow-listed transform, e.g. "
         "{'__class_fullname__': 'GaussianBlur', 'blur_limit': [3, 7], 'p': 0.5}"
     )
@@ -217,18 +217,13 @@ class Albumentations(_Op):
         if not isinstance(data, dict) or not isinstance(data.get("transform"), dict):
             return data
         transform = data["transform"]
-        if isinstance(transform.get("transform"), dict) and CLASS_KEY not in transform:
+        if isinstance(transform.get("transform"), dict) and set(transform) <= TO_DICT_KEYS:
             transform = transform["transform"]  # the whole A.to_dict output, {"__version__": ..., "transform": ...}
         transform = dict(transform)
         inner = transform.pop("p", None)
-        if inner is not None and data.get("p") is not None and data["p"] != inner:
+        if inner is not None and "p" in data and data["p"] != inner:
             raise ValueError(f"p is given twice, as {data['p']} and inside the transform as {inner}")
         return {**data, "transform": transform, **({"p": inner} if inner is not None else {})}
-
-    @field_validator("transform")
-    @classmethod
-    def _allowed(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_transform(value)
 
     @property
     def name(self) -> str:
