@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from augserve.devserver import ServerProcess
 from augserve.engine import Pipeline, Targets
-from augserve_client import Client
+from augserve_client import Client, InvalidRequestError
 from augserve_client.convert import spec_from_albumentations
 from augserve_client.protocol.allowlist import ALLOWED
 from augserve_client.protocol.spec import Spec
@@ -141,3 +141,22 @@ def test_the_service_streams_it_and_lists_the_allow_list(client: Client, photo: 
     listed = client.ops()["albumentations"]
     assert set(listed) == set(ALLOWED)
     assert "blur_limit" in listed["GaussianBlur"]["parameters"] and listed["GaussianBlur"]["bounds"]["blur_limit"]
+
+
+@pytest.mark.parametrize(
+    ("transform", "small", "fits", "fragment"),
+    [
+        (A.HueSaturationValue(p=1.0), (1, 1), (1, 2), "at least 2 pixels"),  # albumentations: IndexError
+        (A.Downscale(scale_range=(0.1, 0.5), p=1.0), (5, 40), (6, 6), "at least 6x6"),  # OpenCV: an empty size
+    ],
+)
+def test_an_image_too_small_for_a_transform_is_a_422_before_the_stream(
+    client: Client, transform: A.BasicTransform, small: tuple[int, int], fits: tuple[int, int], fragment: str
+) -> None:
+    """Found by schemathesis: these failed in the middle of the stream, as an internal error after a 200."""
+    spec = {"ops": [{"op": "albumentations", "transform": serialized(transform)}]}
+    with pytest.raises(InvalidRequestError) as caught:
+        list(client.augment([np.full((*small, 3), 90, np.uint8)], spec, seed=1))
+    assert caught.value.status == 422 and caught.value.field == "spec.ops[0]" and fragment in caught.value.message
+    (variant,) = client.augment([np.full((*fits, 3), 90, np.uint8)], spec, seed=1)
+    assert variant.image.shape == (*fits, 3)

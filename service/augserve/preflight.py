@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from augserve_client.protocol.allowlist import size_problem
 from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.spec import Albumentations, Crop, Spec, reaching_shapes
 from augserve_client.protocol.targets import ImageTargets, TargetRules, box_problem, point_problem
@@ -17,9 +18,16 @@ from .errors import ServiceError, limit_exceeded
 
 
 def check_fits(spec: Spec, height: int, width: int, name: str) -> None:
-    """Refuse, before any work, an image smaller than a crop whose spec says ``if_smaller: error``."""
+    """Refuse, before any work, an image smaller than a crop whose spec says ``if_smaller: error``, or than an
+    albumentations transform can render."""
     reaching = reaching_shapes(spec.ops, (height, width))
     for index, (op, shapes) in enumerate(zip(spec.ops, reaching, strict=False)):
+        if isinstance(op, Albumentations):
+            problems = [size_problem(op.transform, h, w) for h, w in shapes]
+            problem = next((found for found in problems if found is not None), None)
+            if problem is not None:
+                message = f"{name} reaches spec.ops[{index}] ({op.name}), which {problem}"
+                raise ServiceError(ErrorCode.INVALID_SPEC, message, field=f"spec.ops[{index}]", file=name)
         if isinstance(op, Crop) and op.mode != "random_resized" and op.if_smaller == "error":
             small = [(h, w) for h, w in shapes if h < op.size[0] or w < op.size[1]]
             if small:

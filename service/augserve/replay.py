@@ -14,7 +14,7 @@ from augserve_client.protocol.errors import ErrorCode
 from augserve_client.protocol.wire import END_OF_ARCHIVE, Buffer, tar_member
 
 from .errors import ServiceError
-from .preflight import check_spec
+from .preflight import check_fits, check_spec
 from .sources import sample_targets, variant_source
 from .state import AppState
 from .store import Manifest
@@ -31,6 +31,7 @@ def replay(state: AppState, manifest: Manifest, request: ReplayRequest) -> list[
         message = f"index {request.index} is past the dataset's last sample ({count} samples, from 0)"
         # 409, not 404: the dataset the URL names is there; the body's index conflicts with its length
         raise ServiceError(ErrorCode.CONFLICT, message, field="index")
+    check_fits(spec, *manifest.sizes[request.index], f"sample {request.index} of {manifest.name!r}")
     seed = sample_seed(request.seed, request.epoch, request.index)
     pipeline = state.pipelines.get(spec, manifest.has_targets)
     source = variant_source(state, manifest, pipeline, request.index, seed)

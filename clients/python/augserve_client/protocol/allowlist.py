@@ -22,6 +22,7 @@ does not depend on it); the server then builds the transform with albumentations
 from __future__ import annotations
 
 import functools
+import math
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidatorFunctionWrapHandler, with_config
@@ -263,3 +264,17 @@ def _allowed(value: Any, handler: ValidatorFunctionWrapHandler) -> dict[str, Any
 # The type of the op's ``transform``: a dict, checked above; its JSON schema is the allowed shapes, one per
 # class (``oneOf``, told apart by the class name), or the whole ``A.to_dict`` output around one of them.
 Transform = Annotated[dict[str, Any], WrapValidator(_allowed, json_schema_input_type=Union[ONE_OF, ToDict])]  # noqa: UP007
+
+
+def size_problem(transform: dict[str, Any], height: int, width: int) -> str | None:
+    """What keeps ``transform`` from rendering an image of ``height`` x ``width``, or None. albumentations fails
+    on such images in the middle of a stream (measured: HueSaturationValue on one pixel; Downscale when a side
+    scaled by its lowest scale rounds to nothing), so the service refuses them first, naming the file."""
+    if height * width < 2:
+        return f"needs an image of at least 2 pixels, got {width}x{height}"
+    if transform.get(CLASS_KEY) == "Downscale":
+        low = float(transform.get("scale_range", (0.25, 0.25))[0])
+        side = math.floor(0.5 / low) + 1  # the least side that keeps a pixel at that scale
+        if min(height, width) < side:
+            return f"at scale {low:g} needs images of at least {side}x{side}, got {width}x{height}"
+    return None
