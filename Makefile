@@ -47,7 +47,8 @@ lint: $(VENV)/.dev
 test: $(VENV)/.dev lint system-deps
 	$(BIN)/python -m pytest -q
 
-# Benchmarks: side-by-side ratios in one run; results in bench/results/ (JSON, markdown, plot).
+# Benchmarks: side-by-side ratios in one run; results in bench/results/ (JSON, markdown, plot). The replicas
+# section's nginx row runs Debian's nginx (`make system-deps`); where it is missing the row is left out, saying so.
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 

@@ -12,9 +12,7 @@ first batch's wait less one steady interval: what a trainer loses at each epoch'
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from itertools import pairwise
@@ -23,12 +21,11 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from . import data, report
-from .common import SEED, SPEC
+from . import data
+from .common import SEED, SPEC, arguments, section_main
 from .peer import WORKERS, JpegFolder, _one_cv2_thread, collate
 from .serving import CLIENT_TIMEOUT, BenchServer, register
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLES, BATCH, WINDOW, WINDOWS = 384, 32, 3, 3
 
 
@@ -121,16 +118,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="augserve-boundaries-") as tmp:
-        results = {"machine": report.machine(), "boundaries": run(Path(tmp))}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "boundaries.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "boundaries.md").write_text(markdown(results))
-    print(markdown(results))
+def standalone(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    return {"boundaries": run(work)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    section_main(__doc__, "boundaries", standalone, markdown, argv, arguments(__doc__, smoke=False))
 
 
 if __name__ == "__main__":

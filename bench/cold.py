@@ -15,16 +15,14 @@ epochs read pixels from the page cache and a hash check instead of decoding them
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import data, limit, memory, service
-from .common import Config
+from . import cold_tables, data, limit, memory, service
+from .common import Config, arguments, section_main
 from .data import Dataset
 from .serving import BenchServer, register
 
@@ -77,51 +75,54 @@ def run(config: Config, dataset: Dataset, decoded: int, work: Path) -> dict[str,
     return {"cache_share": CACHE_SHARE, "epoch": epoch, "ours": ours, "peak_rss_mib": peaks}
 
 
-def main(argv: list[str] | None = None) -> None:
-    from . import peer, report
+def standalone(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The cold rows, with what their ratios need from the same run: LIMIT_COLD, PEER, and SERVICE with the set
+    in RAM (the disk tier's target)."""
+    from . import peer
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--tries", type=int, default=None, help="measure a disturbed window again, up to this often")
-    args = parser.parse_args(argv)
     config = Config.full() if args.tries is None else replace(Config.full(), tries=args.tries)
-    with tempfile.TemporaryDirectory(prefix="augserve-bench-") as tmp:
-        work = Path(tmp)
-        dataset = data.make_dataset(work / "images", config.samples, config.classes)
-        images, blobs = data.decode_all(dataset), service.read_blobs(dataset.files)
-        before = limit.cold_windows(config, blobs)
-        results: dict[str, Any] = {"machine": report.machine(), "config": vars(config)}
-        results["cold"] = run(config, dataset, decoded_bytes(images), work)
-        server = BenchServer(work / "data", work / "logs", 1, 0).start()
-        try:
-            warm = service.epoch_rate(server, register(server, dataset.root), config)
-            results["service"] = {"epoch": {"workers_1": warm}}
-        finally:
-            server.stop()
-        results["peer"] = peer.peer_rate(dataset.files, dataset.labels, config)
-        results["limit_cold"] = limit.summarise(before, limit.cold_windows(config, blobs))
-    results["cold_rows"] = report.cold_rows(results)
+    dataset = data.make_dataset(work / "images", config.samples, config.classes)
+    images, blobs = data.decode_all(dataset), service.read_blobs(dataset.files)
+    before = limit.cold_windows(config, blobs)
+    results: dict[str, Any] = {"config": vars(config)}
+    results["cold"] = run(config, dataset, decoded_bytes(images), work)
+    server = BenchServer(work / "data", work / "logs", 1, 0).start()
+    try:
+        warm = service.epoch_rate(server, register(server, dataset.root), config)
+        results["service"] = {"epoch": {"workers_1": warm}}
+    finally:
+        server.stop()
+    results["peer"] = peer.peer_rate(dataset.files, dataset.labels, config)
+    results["limit_cold"] = limit.summarise(before, limit.cold_windows(config, blobs))
+    results["cold_rows"] = cold_tables.cold_rows(results)
     results["targets"] = [
         {"target": name, "measured": None if value is None else round(value, 3), "goal": goal}
-        for name, value, goal in report.cold_targets(results)
+        for name, value, goal in cold_tables.cold_targets(results)
     ]
-    info = results["machine"]
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    info, config = results["machine"], results["config"]
     lines = [
         "# augserve benchmark: the cold path alone (`python -m bench.cold`)",
         "",
         f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores shared by client and server; "
-        f"{config.samples} JPEGs, the bench's spec; up to {config.tries} tries per window. Ratios from this run.",
+        f"{config['samples']} JPEGs, the bench's spec; up to {config['tries']} tries per window. Ratios from this run.",
         "",
-        *report.cold_lines(results),
+        *cold_tables.cold_lines(results),
         "",
         "| target | measured | goal |",
         "|---|---:|---|",
         *(f"| {check['target']} | {check['measured']} | {check['goal']} |" for check in results["targets"]),
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cold.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "cold.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments(__doc__, smoke=False)
+    parser.add_argument("--tries", type=int, default=None, help="measure a disturbed window again, up to this often")
+    section_main(__doc__, "cold", standalone, markdown, argv, parser)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,17 @@ with a quarter of a core leaves the server a quarter of a core less.
 
 from __future__ import annotations
 
+import argparse
+import json
 import multiprocessing
 import os
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
@@ -30,6 +35,7 @@ SPEC: dict[str, Any] = {
 SEED = 1234
 TICKS = os.sysconf("SC_CLK_TCK")
 OTHER_CORES = 0.15  # a window during which other processes used more than this is measured again
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,10 @@ class Rate:
 
 
 class ServerCpu(Protocol):
-    """What ``measure`` needs from a server: CPU seconds so far, split by role (see ``BenchServer.cpu``)."""
+    """What ``measure`` needs from a server: CPU seconds so far, split by role (see ``BenchServer.cpu``), and
+    the cores it is pinned to (None: any)."""
+
+    cores: Collection[int] | None
 
     def cpu(self) -> dict[str, float]: ...
 
@@ -110,12 +119,19 @@ def client_cpu() -> float:
     return times.user + times.system + times.children_user + times.children_system + live
 
 
-def system_busy() -> float:
-    """CPU seconds the whole machine has been busy (user, nice, system, irq, softirq, steal), from /proc/stat."""
+def system_busy(core: int | None = None) -> float:
+    """CPU seconds the whole machine, or one ``core``, has been busy (user, nice, system, irq, softirq, steal),
+    from /proc/stat."""
+    label = "cpu" if core is None else f"cpu{core}"
     with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
+        fields = next([int(value) for value in line.split()[1:]] for line in stat if line.split()[0] == label)
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
     return (user + nice + system + irq + softirq + steal) / TICKS
+
+
+def lone_core(cores: Collection[int] | None) -> int | None:
+    """The core a process pinned to one core runs on, else None: where others' CPU is what disturbs it."""
+    return next(iter(cores)) if cores is not None and len(cores) == 1 else None
 
 
 def tree_cpu(pids: Iterable[int]) -> float:
@@ -131,18 +147,20 @@ def tree_cpu(pids: Iterable[int]) -> float:
 
 
 def measure(work: Callable[[], int], server: ServerCpu | None = None) -> Rate:
-    """Time ``work`` (which returns how many variants it delivered) with client, server and other CPU."""
+    """Time ``work`` (which returns how many variants it delivered) with client, server and other CPU. For a
+    server pinned to one core, "other" is others' CPU on that core alone (the client runs elsewhere then)."""
+    core = lone_core(server.cores) if server is not None else None
     server_before = server.cpu() if server is not None else {}
-    busy_before, cpu_before, start = system_busy(), client_cpu(), time.perf_counter()
+    busy_before, cpu_before, start = system_busy(core), client_cpu(), time.perf_counter()
     variants = work()
     wall, cpu = time.perf_counter() - start, client_cpu() - cpu_before
-    busy = system_busy() - busy_before
+    busy = system_busy(core) - busy_before
     if server is None:
         return Rate(variants, wall, cpu, None, max(0.0, busy - cpu))
     spent = {role: seconds - server_before.get(role, 0.0) for role, seconds in server.cpu().items()}
     extra = {f"server_{role}_ms_per_variant": round(1e3 * seconds / variants, 3) for role, seconds in spent.items()}
     total = spent.pop("total")
-    return Rate(variants, wall, cpu, total, max(0.0, busy - cpu - total), extra)
+    return Rate(variants, wall, cpu, total, max(0.0, busy - (0.0 if core is not None else cpu) - total), extra)
 
 
 def quiet(window: Callable[[], Rate], attempts: int = 3, threshold: float = OTHER_CORES) -> Rate:
@@ -177,3 +195,95 @@ def percentile(values: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or None when a side was not measured (smoke runs skip some)."""
+    return numerator / denominator if numerator and denominator else None
+
+
+def measured_on(results: dict[str, Any]) -> str:
+    """The line under a section's heading: when, on what, with which set."""
+    info, config = results["machine"], results["config"]
+    return (
+        f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores; {config['samples']} JPEGs (256-640 px, "
+        "real photos), the bench's spec (224x224 out). Ratios from this run."
+    )
+
+
+def ms_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def cores_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+@contextmanager
+def on_cores(cores: Collection[int] | None) -> Iterator[None]:
+    """The calling thread held to ``cores`` for the block (None: left as it is). Whatever it starts meanwhile,
+    threads or processes (and their children, through exec too), inherits the mask and keeps it after the block:
+    the way to pin a server's every thread, which ``sched_setaffinity`` on its pid alone would not (that call
+    moves one thread)."""
+    if cores is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def affinity(pids: Iterable[int]) -> list[int]:
+    """Every core any thread of ``pids`` may run on: the check that a pinned process tree stayed pinned."""
+    found: set[int] = set()
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                found |= os.sched_getaffinity(int(tid))
+            except OSError:  # the thread ended
+                continue
+    return sorted(found)
+
+
+def arguments(doc: str, smoke: bool = True) -> argparse.ArgumentParser:
+    """The command line every section starts from (``python -m bench.NAME``): ``--out``, and ``--smoke``
+    where the section has tiny sizes; a section adds its own options to it."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where DIR/NAME.json and NAME.md go")
+    if smoke:
+        parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the section still runs")
+    return parser
+
+
+def write_section(out: Path, name: str, results: dict[str, Any], markdown: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+
+
+Measure = Callable[[argparse.Namespace, Path], dict[str, Any]]
+
+
+def section_main(
+    doc: str,
+    name: str,
+    measure: Measure,
+    markdown: Callable[[dict[str, Any]], str],
+    argv: list[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+) -> dict[str, Any]:
+    """One section run on its own: parse the command line, ``measure(args, work)`` in a scratch directory, add
+    the machine, write DIR/NAME.json and NAME.md and print the markdown. The same for every section, so a new
+    one is a ``measure`` and a ``markdown``."""
+    from .report import machine  # report imports the section modules' tables; they do not import it
+
+    args = (parser or arguments(doc)).parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix=f"augserve-{name}-") as tmp:
+        results = {"machine": machine(), **measure(args, Path(tmp))}
+    text = markdown(results)
+    write_section(args.out, name, results, text)
+    print(text)
+    return results

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from augserve_client.epoch_batches import EpochBatch
 from augserve_client.protocol import encodings as wire_encodings
 from augserve_client.protocol import wire
 
-from .common import SEED, SPEC, Config, Rate, measure, median, timed
+from .common import SEED, SPEC, Config, Rate, measure, median, section_main, timed
 from .service import STREAMS, Epochs, in_parallel
 from .serving import CLIENT_TIMEOUT, BenchServer, register, spread_clients
 
@@ -241,32 +239,29 @@ def run(server: BenchServer, dataset: str, config: Config) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    from bench import data, report
+def standalone(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The section alone: its own 1-worker server, every image decoded into the cache before any window."""
+    from . import data
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    args = parser.parse_args(argv)
     config = Config.tiny() if args.smoke else Config.full()
-    with tempfile.TemporaryDirectory(prefix="augserve-bench-") as tmp:
-        work = Path(tmp)
-        dataset = data.make_dataset(work / "images", config.samples, config.classes)
-        server = BenchServer(work / "data", work / "logs", 1, 0).start()
-        try:
-            dataset_name = register(server, dataset.root)
-            epoch_images(server, dataset_name, config, {})  # decode every image into the cache
-            results = {
-                "machine": report.machine(),
-                "config": vars(config),
-                "encodings": run(server, dataset_name, config),
-            }
-        finally:
-            server.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "encodings.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "encodings.md").write_text("\n".join(report.encoding_lines(results, heading=True)) + "\n")
-    print(f"results in {args.out}/encodings.{{json,md}}")
+    dataset = data.make_dataset(work / "images", config.samples, config.classes)
+    server = BenchServer(work / "data", work / "logs", 1, 0).start()
+    try:
+        dataset_name = register(server, dataset.root)
+        epoch_images(server, dataset_name, config, {})  # decode every image into the cache
+        return {"config": vars(config), "encodings": run(server, dataset_name, config)}
+    finally:
+        server.stop()
+
+
+def markdown(results: dict[str, Any]) -> str:
+    from .report import encoding_lines
+
+    return "\n".join(encoding_lines(results, heading=True)) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    section_main(__doc__, "encodings", standalone, markdown, argv)
 
 
 if __name__ == "__main__":

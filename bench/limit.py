@@ -17,9 +17,11 @@ process, as in the service, so "2 processes" means two cores.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -33,7 +35,7 @@ from augserve.scaled_decode import FULL, eighths_for
 from augserve_client.protocol.epochs import sample_seed
 from augserve_client.protocol.spec import Spec
 
-from .common import SEED, SPEC, Config, Rate, median_rate, quiet, system_busy
+from .common import SEED, SPEC, Config, Rate, lone_core, median_rate, quiet, system_busy
 
 MAX_PIXELS = 1 << 40
 
@@ -107,14 +109,15 @@ def _worker(rank: int, processes: int, passes: int, kind: str, barrier: Any, res
     mine = range(rank, len(_BLOBS if kind in COLD else _IMAGES), processes)
     for index in list(mine)[:4]:  # warm caches and lazy imports outside the timed span
         sample(index, index)
+    core = lone_core(os.sched_getaffinity(0))  # pinned: others' CPU on that core is what disturbs this one
     barrier.wait()
-    busy, cpu, start = system_busy(), time.process_time(), time.perf_counter()
+    busy, cpu, start = system_busy(core), time.process_time(), time.perf_counter()
     count, decoding = 0, 0.0
     for epoch in range(passes):
         for index in mine:
             decoding += sample(index, sample_seed(SEED, epoch, index))
             count += 1
-    results.put((start, time.perf_counter(), count, time.process_time() - cpu, busy, system_busy(), decoding))
+    results.put((start, time.perf_counter(), count, time.process_time() - cpu, busy, system_busy(core), decoding))
 
 
 def run_once(processes: int, passes: int, kind: str = "engine") -> Rate:
@@ -145,23 +148,29 @@ COLD_KINDS = (("processes_1", 1, "exact"), ("processes_2", 2, "exact"), ("fast_p
 COLD = ("exact", "fast")
 
 
+@contextmanager
+def loaded(images: list[np.ndarray] | None = None, blobs: list[bytes] | None = None) -> Iterator[None]:
+    """The samples :func:`run_once`'s workers read: set before they fork (inherited copy-on-write), dropped
+    after."""
+    _IMAGES[:], _BLOBS[:] = images or [], blobs or []
+    try:
+        yield
+    finally:
+        _IMAGES.clear()
+        _BLOBS.clear()
+
+
 def windows(config: Config, images: list[np.ndarray]) -> dict[str, list[Rate]]:
     """Timed windows of each kind. The run takes them before and after the service measurements and reports
     the median of both, so a slow spell on a shared machine does not land on one side only."""
-    _IMAGES[:] = images
-    try:
+    with loaded(images=images):
         return _windows(config, KINDS)
-    finally:
-        _IMAGES.clear()
 
 
 def cold_windows(config: Config, blobs: list[bytes]) -> dict[str, list[Rate]]:
     """LIMIT_COLD's timed windows: every sample decoded from its bytes, then augmented."""
-    _BLOBS[:] = blobs
-    try:
+    with loaded(blobs=blobs):
         return _windows(config, COLD_KINDS)
-    finally:
-        _BLOBS.clear()
 
 
 def _windows(config: Config, kinds: tuple[tuple[str, int, str], ...]) -> dict[str, list[Rate]]:

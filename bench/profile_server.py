@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.profile_server epoch --workers 1 --seconds 20 --out /tmp/prof
     .venv/bin/python -m bench.profile_server augment --target client
     .venv/bin/python -m bench.profile_server epoch --cold --decode exact   # SERVICE_COLD: a cache of 5% of the set
+    .venv/bin/python -m bench.profile_server epoch --pin   # bench/pinned.py's setup: the server on a core of its own
 
 Starts a fresh server on the benchmark's images, warms it, then drives the load for ``--seconds`` while
 ``py-spy record`` samples the target: the server's serving processes, or this (client) process. It writes a
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from augserve_client import Client
 
-from bench import cold, data, service
-from bench.common import Config
+from bench import cold, data, pinned, service
+from bench.common import Config, on_cores
 from bench.serving import BenchServer, register, spread_clients
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -91,7 +92,13 @@ def main() -> None:
     parser.add_argument("--idle", action="store_true", help="also sample idle threads (where do workers wait?)")
     parser.add_argument("--cold", action="store_true", help="a decoded-image cache of 5%% of the set (SERVICE_COLD)")
     parser.add_argument("--decode", choices=("exact", "fast"), default="exact", help="the server's decode mode")
+    parser.add_argument(
+        "--pin", action="store_true", help="server (1 worker x 1 thread) on one core, the rest on another"
+    )
     args = parser.parse_args()
+    server_core, client_core = pinned.cores()
+    if args.pin:
+        args.workers, args.threads = 1, 1
     config = Config.full()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="augserve-profile-") as tmp:
@@ -101,34 +108,40 @@ def main() -> None:
         settings: dict[str, object] = {"decode": args.decode}
         if args.cold:
             settings["cache_bytes"] = int(cold.CACHE_SHARE * cold.decoded_bytes(data.decode_all(dataset)))
-        server = BenchServer(work / "data", work / "logs", args.workers, args.threads, **settings).start()
+        cores = {server_core} if args.pin else None
+        server = BenchServer(work / "data", work / "logs", args.workers, args.threads, cores=cores, **settings).start()
         try:
-            name = register(server, dataset.root)
-            service.warm(server, name, config)
-            stop = threading.Event()
-            result: list[int] = []
-            driver = threading.Thread(target=lambda: result.append(drive(args.load, server, name, blobs, config, stop)))
-            start = time.perf_counter()
-            driver.start()
-            time.sleep(1.0)
-            pids = server.worker_pids() if args.target == "server" else [os.getpid()]
-            spies = []
-            for pid in pids:
-                for gil in (False, True):
-                    kind = f"{args.load}{'-cold' * args.cold}-{args.decode}"
-                    stem = args.out / f"{kind}-{args.target}-w{args.workers}-t{args.threads}-{pid}{'-gil' * gil}"
-                    command = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
-                    command += ["--format", "raw", "--output", f"{stem}.txt", "--threads", "--nonblocking"]
-                    if gil:
-                        command.append("--gil")
-                    elif args.idle:
-                        command.append("--idle")
-                    spies.append((stem, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
-            for _, spy in spies:
-                spy.wait()
-            stop.set()
-            driver.join()
-            wall = time.perf_counter() - start
+            with on_cores({client_core} if args.pin else None):  # the driver's threads and py-spy inherit it
+                name = register(server, dataset.root)
+                service.warm(server, name, config)
+                stop = threading.Event()
+                result: list[int] = []
+                driver = threading.Thread(
+                    target=lambda: result.append(drive(args.load, server, name, blobs, config, stop))
+                )
+                start = time.perf_counter()
+                driver.start()
+                time.sleep(1.0)
+                pids = server.worker_pids() if args.target == "server" else [os.getpid()]
+                spies = []
+                for pid in pids:
+                    for gil in (False, True):
+                        kind = f"{args.load}{'-cold' * args.cold}{'-pinned' * args.pin}-{args.decode}"
+                        stem = args.out / f"{kind}-{args.target}-w{args.workers}-t{args.threads}-{pid}{'-gil' * gil}"
+                        command = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
+                        command += ["--format", "raw", "--output", f"{stem}.txt", "--threads", "--nonblocking"]
+                        if gil:
+                            command.append("--gil")
+                        elif args.idle:
+                            command.append("--idle")
+                        spies.append(
+                            (stem, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                        )
+                for _, spy in spies:
+                    spy.wait()
+                stop.set()
+                driver.join()
+                wall = time.perf_counter() - start
         finally:
             server.stop()
     print(f"{args.load}: {result[0] / wall:.0f} variants/s while profiling (py-spy itself costs CPU)")

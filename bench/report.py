@@ -14,7 +14,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-DECODERS = ("pillow", "simplejpeg", "simplejpeg_fast")  # bench/decoders.py
+from . import pinned, replicas
+from . import targets as targets_section
+from .cold_tables import cold_lines, cold_rows, cold_targets
+from .common import cores_cell, ms_cell, write_section
+
 PACKAGES = ("torch", "albumentations", "opencv-python-headless", "numpy", "pillow", "uvicorn", "httpx", "simplejpeg")
 
 
@@ -113,6 +117,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("2 workers / 1 worker, /v1/augment", _scale(augment, "workers_2", "workers_1"), ">= 1.8"),
         (f"time to first batch of {first['batch_size']}, warm (median, ms)", first["median_ms"], "< 50"),
         ("server RSS after warm-up, max deviation (%)", memory["max_deviation_pct"], "<= 5"),
+        (
+            "SERVICE/LIMIT per core: server pinned to one core, client on the other, epoch stream",
+            results["pinned"]["service_vs_limit"],
+            ">= 0.90",
+        ),
         *cold_targets(results),
     ]
     return [
@@ -124,75 +133,6 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for name, value, goal in checks
     ]
-
-
-def cold_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The cold path (bench/cold.py, LIMIT_COLD): rates against LIMIT_COLD (2 processes, exact) and PEER, with
-    CPU per variant split into decode, augment (the rest of the engine's or the pool's CPU) and transport (the
-    client with its DataLoader workers, and the server's event loops)."""
-    limit, cold = results["limit_cold"], results["cold"]
-    base = limit.get("processes_2", {}).get("variants_per_s")
-    peer = results["peer"]["variants_per_s"]
-    share = f"{100 * cold['cache_share']:.0f}%"
-    named = [(f"LIMIT_COLD: decode + engine in-process, {_cold_label(key)}", s) for key, s in limit.items()]
-    for key, summary in cold["epoch"].items():
-        named.append((f"SERVICE_COLD epoch stream, cache {share}, {_cold_label(key)}", summary))
-    for key, summary in cold["ours"].items():
-        named.append((f"OURS_COLD: DataLoader(2) + AugmentedDataset, cache {share}, {_cold_label(key)}", summary))
-    return [_cold_row(name, summary, base, peer) for name, summary in named]
-
-
-def _cold_row(name: str, summary: dict[str, Any], base: float | None, peer: float) -> dict[str, Any]:
-    rate = summary["variants_per_s"]
-    if "decode_ms_per_variant" in summary:  # LIMIT_COLD: the engine processes' own split
-        decode, augment, transport = summary["decode_ms_per_variant"], summary["augment_ms_per_variant"], None
-    else:
-        decode = summary["server_decode_ms_per_variant"]
-        augment = round(summary["server_pool_ms_per_variant"] - decode, 3)
-        transport = round(summary["client_ms_per_variant"] + summary["server_loop_ms_per_variant"], 3)
-    return {
-        "configuration": name,
-        "variants_per_s": rate,
-        "vs_limit_cold": round(rate / base, 3) if base else None,
-        "vs_peer": round(rate / peer, 3),
-        "decode_ms_per_variant": decode,
-        "augment_ms_per_variant": augment,
-        "transport_ms_per_variant": transport,
-        "other_cores": summary.get("other_cores"),
-    }
-
-
-def _cold_label(key: str) -> str:
-    """``processes_2`` / ``fast_processes_2`` (LIMIT_COLD), ``workers_2_fast_disk`` (servers)."""
-    parts = key.split("_")
-    if "processes" in parts:
-        count = int(parts[-1])
-        return f"{count} process{'es' * (count > 1)}, {'fast' if parts[0] == 'fast' else 'exact'} decode"
-    workers = int(parts[1])
-    label = f"server {workers} worker{'s' * (workers > 1)}, {parts[2]} decode"
-    return label + (", disk tier holding the set" if "disk" in parts else "")
-
-
-def cold_targets(results: dict[str, Any]) -> list[tuple[str, float | None, str]]:
-    """Issue 17's targets, each from this run's rows; None where a smoke run did not measure both sides."""
-    cold, peer = results["cold"], results["peer"]["variants_per_s"]
-    ours = {key: value["variants_per_s"] for key, value in cold["ours"].items() if "disk" not in key}
-    exact = {key: rate for key, rate in ours.items() if "exact" in key}
-    best, best_exact = max(ours, key=ours.get, default=None), max(exact, key=exact.get, default=None)  # type: ignore[arg-type]
-    limit = results["limit_cold"].get("processes_2", {}).get("variants_per_s")
-    service_2 = cold["epoch"].get("workers_2_exact", {}).get("variants_per_s")
-    disk = cold["epoch"].get("workers_1_exact_disk", {}).get("variants_per_s")
-    warm = results["service"]["epoch"]["workers_1"]["variants_per_s"]
-    return [
-        (f"OURS_COLD/PEER, best ({best})", ours[best] / peer if best else None, ">= 1.5"),
-        (f"OURS_COLD/PEER, exact decode ({best_exact})", exact[best_exact] / peer if best_exact else None, ">= 1.0"),
-        ("SERVICE_COLD/LIMIT_COLD, 2 workers / 2 processes, exact", _ratio(service_2, limit), ">= 0.8"),
-        ("SERVICE, RAM cache 5% + disk tier / all in RAM, 1 worker", _ratio(disk, warm), ">= 0.9"),
-    ]
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    return numerator / denominator if numerator and denominator else None
 
 
 def _scale(group: dict[str, Any], numerator: str, denominator: str) -> float | None:
@@ -225,9 +165,10 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
+        cores = " | ".join(cores_cell(row[f"{side}_cores"]) for side in ("client", "server", "other"))
         lines.append(
             f"| {row['configuration']} | {row['variants_per_s']:.0f} | {row['vs_limit']:.2f} | {row['vs_peer']:.2f} "
-            f"| {_cores(row['client_cores'])} | {_cores(row['server_cores'])} | {_cores(row['other_cores'])} |"
+            f"| {cores} |"
         )
     lines += [
         "",
@@ -239,7 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for row in results["rows"]:
         cells = [row[f"{key}_ms_per_variant"] for key in ("client", "server_loop", "server_pool", "server")]
-        lines.append(f"| {row['configuration']} | " + " | ".join(_ms(cell) for cell in cells) + " |")
+        lines.append(f"| {row['configuration']} | " + " | ".join(ms_cell(cell) for cell in cells) + " |")
     epoch = results["service"]["epoch"]["workers_1"]
     engine = results["limit"]["processes_2"]["client_ms_per_variant"]
     plain = results["limit"]["plain_processes_2"]["client_ms_per_variant"]
@@ -317,68 +258,10 @@ def markdown(results: dict[str, Any]) -> str:
         "process (with its DataLoader workers; for LIMIT, the engine processes), of the server tree, and of "
         "everything else on the machine (other people's processes; windows with more than 0.15 were measured "
         "again, up to 3 times, keeping the quietest).",
+        "",
+        *section_lines(results),
     ]
     return "\n".join(lines) + "\n"
-
-
-FIDELITY_ROWS = (
-    ("decodes", "whole decodes"),
-    ("variants", "variants"),
-    ("scaled_variants", "variants decoded smaller"),
-)
-
-
-def cold_lines(results: dict[str, Any]) -> list[str]:
-    """The cold path: rates with CPU split by stage, the decoders, and what ``fast`` changes."""
-    lines = [
-        "## The cold path: a cache that holds 5% of the set",
-        "",
-        "| configuration | variants/s | vs LIMIT_COLD (2 proc, exact) | vs PEER | decode ms | augment ms "
-        "| transport ms | other cores |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in results["cold_rows"]:
-        cells = [_ms(row[f"{key}_ms_per_variant"]) for key in ("decode", "augment", "transport")]
-        cells.append(_cores(row["other_cores"]))
-        lines.append(
-            f"| {row['configuration']} | {row['variants_per_s']:.0f} | {_ratio_cell(row['vs_limit_cold'])} "
-            f"| {row['vs_peer']:.2f} | " + " | ".join(cells) + " |"
-        )
-    lines += [
-        "",
-        "CPU per variant: decode is the decoder's own time (LIMIT_COLD: its thread CPU; servers: "
-        "`augserve_decode_seconds`, time inside the decoder), augment the rest of the engine's or the pool's CPU, "
-        "transport the client (with its DataLoader workers) and the servers' event loops.",
-    ]
-    if "decoders" not in results:
-        return lines
-    speed, fast = results["decoders"]["speed"], results["decoders"]["fast_vs_exact"]
-    lines += [
-        "",
-        "| decoder (bench set, one thread) | CPU ms/image | 2 threads / 1 thread, wall |",
-        "|---|---:|---:|",
-        *(
-            f"| {name} | {speed[name]['cpu_ms_per_image']:.3f} | {speed[name]['threads_2_speedup']:.2f} |"
-            for name in DECODERS
-        ),
-        "",
-        f"`fast` decode on the bench's spec: share of variants by decode scale (eighths) {fast['share_by_scale']}.",
-        "",
-        "| `fast` against `exact` | count | PSNR dB median (worst) | mean abs error | max abs error |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for key, label in FIDELITY_ROWS:
-        found = fast[key]
-        if found["count"]:
-            lines.append(
-                f"| {label} | {found['count']} | {found['psnr_db_median']} ({found['psnr_db_worst']}) "
-                f"| {found['mean_abs_error']} | {found['max_abs_error']} |"
-            )
-    return lines
-
-
-def _ratio_cell(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
 
 
 def encoding_lines(results: dict[str, Any], heading: bool = False) -> list[str]:
@@ -454,14 +337,6 @@ def _verdict(met: bool | None) -> str:
     return "not measured" if met is None else ("yes" if met else "NO")
 
 
-def _cores(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.3f}"
-
-
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -497,6 +372,28 @@ def _color(name: str) -> str:
     return "#9467bd"
 
 
+def section_lines(results: dict[str, Any]) -> list[str]:
+    """The tables of the sections that also run alone (bench/targets.py, replicas.py, pinned.py)."""
+    return [
+        "## What masks, boxes and keypoints cost the engine (one thread, in-process)",
+        "",
+        targets_section.table(results["target_costs"]).rstrip("\n"),
+        "",
+        *replicas.lines(results),
+        "",
+        *pinned.lines(results),
+    ]
+
+
+def write_sections(results: dict[str, Any], out: Path) -> None:
+    """Each section that also runs alone gets, from this run, the files it writes alone."""
+    found = {"machine": results["machine"], **results["target_costs"]}
+    write_section(out, "targets", found, targets_section.markdown(found))
+    for name, module in (("replicas", replicas), ("pinned", pinned)):
+        found = {"machine": results["machine"], "config": results["config"], name: results[name]}
+        write_section(out, name, found, module.markdown(found))
+
+
 def write(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results["rows"] = rows(results)
@@ -504,4 +401,5 @@ def write(results: dict[str, Any], out: Path) -> None:
     results["targets"] = targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(markdown(results))
+    write_sections(results, out)
     plot(results, out / "throughput.png")

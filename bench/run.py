@@ -1,27 +1,28 @@
-"""``make bench``: every measurement of issues 4 and 17 (the cold path), side by side in one run; results in
-bench/results/.
+"""``make bench``: every measurement of issues 4, 14 (replicas, a pinned core) and 17 (the cold path), side by
+side in one run; results in bench/results/.
 
     .venv/bin/python -m bench.run                   # full run (a few minutes on 2 cores)
     .venv/bin/python -m bench.run --smoke --out DIR  # tiny sizes, every section, well under a minute
 
 Order matters on a shared 2-core machine: LIMIT runs first and again last (its median spans both), each
-server configuration runs alone (the previous one is stopped), and PEER runs with no server alive at all.
+server configuration runs alone (the previous one is stopped), and PEER runs with no server alive at all. The
+sections that also run on their own (``python -m bench.NAME``: targets, replicas, pinned) write their
+NAME.json and NAME.md here too, and their tables are in results.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import cold, data, decoders, limit, memory, service, transport
-from bench.common import Config
-from bench.serving import BenchServer, register
+import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import cold, data, decoders, limit, memory, pinned, replicas, service, targets, transport
+from bench.common import Config, arguments
+from bench.serving import BenchServer, register
 
 # (workers, threads per worker; 0 = the default, cores / workers). Smoke skips the 1-thread pair: starting a
 # 2-worker server costs ~8 s here (each worker imports albumentations), and the pair adds no new code path.
@@ -38,10 +39,7 @@ def key(workers: int, threads: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every section still runs")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
     config = Config.tiny() if args.smoke else Config.full()
 
     from bench import report  # matplotlib is imported only when the results are written
@@ -62,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         results.update(measure_servers(config, dataset, work))
         results["cold"] = cold.run(config, dataset, cold.decoded_bytes(images), work)
         log("SERVICE_COLD and OURS_COLD")
+        results.update(measure_sections(config, dataset, images, work))
         from bench import peer  # torch: imported after LIMIT has forked its processes
 
         results["peer"] = peer.peer_rate(dataset.files, dataset.labels, config)
@@ -108,6 +107,17 @@ def measure_servers(config: Config, dataset: data.Dataset, work: Path) -> dict[s
         finally:
             server.stop()
     return {"service": {"epoch": epoch, "augment": augment, "peak_rss_mib": peaks}, "ours": ours, **found}
+
+
+def measure_sections(config: Config, dataset: data.Dataset, images: list[np.ndarray], work: Path) -> dict[str, Any]:
+    """The sections that run on their own too, each starting (and stopping) its own servers."""
+    found: dict[str, Any] = {"target_costs": targets.run(*targets.SIZES[config.smoke])}
+    log(f"TARGETS: all three cost {found['target_costs']['vs_image']['all']}x the image alone")
+    found["replicas"] = replicas.run(config, dataset, work)
+    log(f"REPLICAS: list / one {found['replicas']['list_vs_one']}, list / nginx {found['replicas']['list_vs_nginx']}")
+    found["pinned"] = pinned.run(config, dataset, images, work)
+    log(f"PINNED: SERVICE/LIMIT per core {found['pinned']['service_vs_limit']}")
+    return found
 
 
 def measure_memory(config: Config, dataset: data.Dataset, work: Path) -> dict[str, Any]:

@@ -69,17 +69,18 @@ class Epochs:
         return taken
 
 
+def epochs_work(clients: list[Client], dataset: str, config: Config, numbers: list[int]) -> Callable[[], int]:
+    """A timed window's work: client ``i`` streams shard ``i`` of every epoch in ``numbers``, back to back."""
+
+    def shards(stream: int, client: Client) -> int:
+        return sum(_shard_of(dataset, config, epoch, stream, client) for epoch in numbers)
+
+    return lambda: in_parallel(clients, shards)
+
+
 def epoch_window(server: BenchServer, dataset: str, config: Config, epochs: Epochs) -> Rate:
     with spread_clients(server, STREAMS) as clients:
-        numbers = epochs.take(config.epochs)
-
-        def shards(stream: int, client: Client) -> int:
-            return sum(_shard_of(dataset, config, epoch, stream, client) for epoch in numbers)
-
-        def work() -> int:
-            return in_parallel(clients, shards)
-
-        rate = measure(work, server)
+        rate = measure(epochs_work(clients, dataset, config, epochs.take(config.epochs)), server)
         rate.extra["spread"] = balanced(server, STREAMS) if server.workers > 1 else True
     return rate
 

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import psutil
 from augserve.devserver import ServerProcess
 from augserve_client import Client
 
-from .common import TICKS, tree_cpu
+from .common import TICKS, on_cores, tree_cpu
 
 DATASET = "bench-photos"  # not "bench": AugmentedDataset would take ./bench, a directory, for a folder
 CLIENT_TIMEOUT = 300.0
@@ -32,14 +32,25 @@ START_TIMEOUT = 240.0  # a server imports albumentations before it is ready: ove
 
 
 class BenchServer:
-    """One server configuration; ``pids`` is the whole process tree (supervisor and workers)."""
+    """One server configuration; ``pids`` is the whole process tree (supervisor and workers). ``cores``: the
+    cores every process and thread of the server may run on (None: any), ``name``: its log's, when several
+    servers of one configuration run at once (replicas)."""
 
-    def __init__(self, data_dir: Path, logs: Path, workers: int, threads: int = 0, **settings: object) -> None:
-        self.workers, self.threads = workers, threads
+    def __init__(
+        self,
+        data_dir: Path,
+        logs: Path,
+        workers: int,
+        threads: int = 0,
+        *,
+        name: str | None = None,
+        cores: Collection[int] | None = None,
+        **settings: object,
+    ) -> None:
+        self.workers, self.threads, self.cores = workers, threads, cores
         logs.mkdir(parents=True, exist_ok=True)
-        self.process = ServerProcess(
-            data_dir, log=logs / f"server-w{workers}-t{threads}.log", workers=workers, threads=threads, **settings
-        )
+        log = logs / f"{name or f'server-w{workers}-t{threads}'}.log"
+        self.process = ServerProcess(data_dir, log=log, workers=workers, threads=threads, **settings)
 
     @property
     def url(self) -> str:
@@ -50,7 +61,8 @@ class BenchServer:
         return self.process.port
 
     def start(self) -> BenchServer:
-        self.process.start(timeout=START_TIMEOUT)
+        with on_cores(self.cores):  # its threads and worker processes inherit the mask from the first
+            self.process.start(timeout=START_TIMEOUT)
         deadline = time.monotonic() + 30
         while len(self.worker_pids()) < self.workers and time.monotonic() < deadline:
             time.sleep(0.1)  # readyz answers as soon as the first worker is up
@@ -114,6 +126,24 @@ class BenchServer:
                 if conn.status == psutil.CONN_ESTABLISHED and conn.raddr and conn.raddr.port in mine:
                     counts[pid] += 1
         return [counts[pid] for pid in self.worker_pids()]
+
+
+def start_replicas(data_dir: Path, logs: Path, count: int, pin: bool = False, **settings: object) -> list[BenchServer]:
+    """``count`` one-worker replicas on one data dir (as docker/ runs them), each with its own log; with ``pin``,
+    replica ``i`` held to the ``i``-th core this process may use (one core each while there are enough). If one
+    fails to start, those already up are stopped."""
+    cores = sorted(os.sched_getaffinity(0))
+    started: list[BenchServer] = []
+    try:
+        for number in range(count):
+            pinned = {cores[number % len(cores)]} if pin else None
+            replica = BenchServer(data_dir, logs, 1, name=f"replica-{number}", cores=pinned, **settings)
+            started.append(replica.start())
+    except BaseException:
+        for replica in started:
+            replica.stop()
+        raise
+    return started
 
 
 def _thread_cpu(pid: int) -> dict[int, float]:

@@ -21,7 +21,6 @@ error; and the RSS of each replica process flat: the median of its last tenth of
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import queue
 import re
@@ -44,9 +43,10 @@ from augserve.devserver import ServerProcess
 from augserve_client import Client, InternalServerError, NotFoundError, ProtocolError, TransportError
 from PIL import Image
 
+from .common import arguments, section_main
+from .serving import start_replicas
 from .soak_figures import markdown, summarise
 
-ROOT = Path(__file__).resolve().parent.parent
 DATASET = "soak"
 KILL_AT = 0.4  # of the run: the restarted replica (seconds to start on a loaded machine) then has time to settle
 SAMPLE_EVERY = 1.0  # seconds between RSS readings
@@ -352,9 +352,8 @@ def collect(out: Any, count: int) -> dict[str, list[dict[str, Any]]]:
 
 def run(config: SoakConfig, work: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The soak, start to end: the figures and the checks (see the module's docstring)."""
-    data = work / "data"
-    logs = [work / f"replica-{number}.log" for number in range(2)]
-    replicas = [ServerProcess(data, log=path, threads=config.threads).start() for path in logs]
+    replicas = [server.process for server in start_replicas(work / "data", work, 2, threads=config.threads)]
+    logs = [replica.log_path for replica in replicas]
     try:
         urls = [replica.url for replica in replicas]
         with Client(urls) as client:
@@ -399,20 +398,15 @@ def kill_and_restart(
     return timeline, before_kill
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ci", action="store_true", help="the 60 s version with 4 trainers")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where soak.json/.md go")
-    args = parser.parse_args(argv)
+def standalone(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     config = SoakConfig.ci() if args.ci else SoakConfig.full()
-    from bench.report import machine
+    return run(config, work, log=lambda line: print(line, file=sys.stderr))
 
-    with tempfile.TemporaryDirectory(prefix="augserve-soak-") as tmp:
-        results = {"machine": machine(), **run(config, Path(tmp), log=lambda line: print(line, file=sys.stderr))}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "soak.md").write_text(markdown(results))
-    print(markdown(results))
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments(__doc__, smoke=False)
+    parser.add_argument("--ci", action="store_true", help="the 60 s version with 4 trainers")
+    results = section_main(__doc__, "soak", standalone, markdown, argv, parser)
     sys.exit(0 if results["passed"] else 1)
 
 

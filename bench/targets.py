@@ -13,22 +13,23 @@ to any machine is the ratio to the image alone.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from augserve.engine import Pipeline, Targets
 from augserve_client.protocol.spec import Spec
 from augserve_client.protocol.targets import ImageTargets
 
-from .common import SEED, SPEC
+from .common import SEED, SPEC, section_main
 from .data import photos
 
 BOXES = 10
 CONFIGURATIONS = ("image", "mask", "boxes", "keypoints", "all")
+SIZES = {False: (400, 5), True: (16, 1)}  # smoke -> (variants, rounds)
 
 
 def scenes(count: int) -> list[tuple[np.ndarray, dict[str, Targets]]]:
@@ -58,6 +59,10 @@ def scenes(count: int) -> list[tuple[np.ndarray, dict[str, Targets]]]:
 
 
 def run(variants: int, rounds: int) -> dict[str, Any]:
+    """Single-threaded as the service's pool threads are: OpenCV held to one thread (as ``augserve.app`` and
+    LIMIT's workers hold it). Inside ``make bench`` that matters twice: OpenCV's own thread pool, once started
+    here, would leave every process LIMIT forks later hung in ``cv2.setNumThreads``."""
+    cv2.setNumThreads(1)
     spec = Spec.model_validate(SPEC)
     plain, targeted = Pipeline(spec), Pipeline(spec, with_targets=True)
     made = scenes(8)
@@ -91,6 +96,16 @@ def run(variants: int, rounds: int) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    """The file ``python -m bench.targets`` (and ``make bench``) writes: a heading, the setup, the table."""
+    info = results["machine"]
+    return (
+        "# augserve benchmark: what targets cost (`python -m bench.targets`)\n\n"
+        f"Measured {info['date']} on {info['cpu']}: {results['variants']} variants of the bench's spec on its photos "
+        f"per configuration, in-process, one thread, the least of {results['rounds']} rounds.\n\n" + table(results)
+    )
+
+
+def table(results: dict[str, Any]) -> str:
     lines = [
         "| configuration | us per variant | vs the image alone |",
         "|---|---:|---:|",
@@ -107,16 +122,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def standalone(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    return run(*SIZES[args.smoke])
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args(argv)
-    results = run(variants=16, rounds=1) if args.smoke else run(variants=400, rounds=5)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "targets.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "targets.md").write_text(markdown(results))
-    print(markdown(results))
+    section_main(__doc__, "targets", standalone, markdown, argv)
 
 
 if __name__ == "__main__":
