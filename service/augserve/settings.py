@@ -5,6 +5,7 @@ Defaults are safe for a laptop and for a container: loopback only, bounded memor
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -107,8 +108,20 @@ class Settings(BaseSettings):
     def pool_threads(self) -> int:
         """Threads per worker. By default the workers share the cores: a thread per core in every worker
         oversubscribes them, and throughput falls (docs/architecture.md has the figures)."""
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return self.threads or max(1, usable_cores() // self.workers)
 
     @property
     def items_in_flight(self) -> int:
         return self.inflight or 2 * self.pool_threads
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, a cpuset), capped by a cgroup v2 CPU quota
+    (``docker run --cpus``, a Kubernetes CPU limit) rounded up. ``os.cpu_count()`` counts the machine's, so a
+    replica pinned to one core of two ran two threads that took turns on it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    return cores if quota == "max" else max(1, min(cores, math.ceil(int(quota) / int(period))))
