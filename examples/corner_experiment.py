@@ -26,17 +26,16 @@ digits and epochs, well under a minute.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from augserve.devserver import served
 from augserve_client.torch_dataset import AugmentedDataset
 from torch import nn
 from torch.utils.data import DataLoader
@@ -80,7 +79,7 @@ def main() -> None:
     train_x, train_y, test_x, test_y = split_digits(args.seed, train_count)
     torch.manual_seed(args.seed)
     initial = make_model().state_dict()
-    with tempfile.TemporaryDirectory(prefix="corner-digits-") as scratch, server(args.url, Path(scratch)) as url:
+    with tempfile.TemporaryDirectory(prefix="corner-digits-") as scratch, served(args.url, Path(scratch)) as url:
         folder = write_image_folder(Path(scratch) / "digits", train_x, train_y)
         results = {}
         for name, spec in (("plain", PLAIN_SPEC), ("augmented", AUGMENTED_SPEC)):
@@ -136,21 +135,6 @@ def write_image_folder(folder: Path, digits: np.ndarray, labels: np.ndarray) -> 
         (folder / str(label)).mkdir(parents=True, exist_ok=True)
         Image.fromarray(canvas).save(folder / str(label) / f"{index:04d}.png")
     return folder
-
-
-@contextlib.contextmanager
-def server(url: str | None, scratch: Path) -> Iterator[str]:
-    """The augserve at ``url``, or a fresh one on loopback for the length of the experiment."""
-    if url is not None:
-        yield url
-        return
-    from augserve.devserver import ServerProcess  # the server extra: pip install 'augserve[server]'
-
-    process = ServerProcess(scratch / "data", log=scratch / "server.log").start()
-    try:
-        yield process.url
-    finally:
-        process.stop()
 
 
 def make_model() -> nn.Module:

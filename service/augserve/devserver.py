@@ -8,12 +8,14 @@ server's CPU apart from its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -87,3 +89,17 @@ class ServerProcess:
             return httpx.get(f"{self.url}/healthz", timeout=5.0).status_code == 200
         except httpx.TransportError:
             return False
+
+
+@contextlib.contextmanager
+def served(url: str | None, scratch: Path) -> Iterator[str]:
+    """The augserve at ``url``, or a fresh one on loopback (data and log under ``scratch``) for as long as the
+    block runs: what the examples use, so they run against a server they start or one given with ``--url``."""
+    if url is not None:
+        yield url
+        return
+    process = ServerProcess(scratch / "data", log=scratch / "server.log").start()
+    try:
+        yield process.url
+    finally:
+        process.stop()
