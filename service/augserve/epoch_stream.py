@@ -330,7 +330,7 @@ class _BatchWork:
         if self.moved is None:
             return []
         moved = [targets for targets in self.moved if targets is not None]
-        kinds = self.manifest.target_kinds()
+        kinds = self.manifest.target_kinds
         point_labels = any(targets.keypoint_labels is not None for targets in moved)
         batch = BatchTargets(
             masks=np.stack([targets.mask for targets in moved]) if "masks" in kinds else None,

@@ -19,7 +19,7 @@ from .errors import ServiceError, limit_exceeded
 from .listings import Listing, folder_listing, upload_listing
 from .preflight import check_mask, check_targets
 from .state import AppState
-from .store import DatasetStore, Manifest, decoded_key, now
+from .store import Manifest, decoded_key, now
 
 
 def store_blob(state: AppState, name: str, data: bytes) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def build_manifest(state: AppState, body: CreateDataset, owner: str) -> Manifest
     kind = "upload" if body.folder is None else "folder"
     sizes, total = [], 0
     for index, key in enumerate(listing.keys):
-        data = _read(store, kind, key)
+        data = store.read_key(kind, key)
         sizes.append(codecs.image_size(data, listing.names[index], state.settings.max_pixels))
         total += len(data)
     return Manifest(
@@ -73,10 +73,6 @@ def build_manifest(state: AppState, body: CreateDataset, owner: str) -> Manifest
     )
 
 
-def _read(store: DatasetStore, kind: str, key: str) -> bytes:
-    return (store.blob_path(key) if kind == "upload" else store.root_path(key)).read_bytes()
-
-
 def _blob_field(listing: Listing, digest: str) -> str:
     if digest in listing.keys:
         return f"items[{listing.keys.index(digest)}].blob"
@@ -89,7 +85,7 @@ def _check_masks(state: AppState, kind: str, listing: Listing, sizes: list[tuple
     the masks' bytes. Nothing is kept: epochs decode masks through the cache like images."""
     total = 0
     for index, key in enumerate(listing.masks or []):
-        data = _read(state.store, kind, key)
+        data = state.store.read_key(kind, key)
         field = f"{listing.fields[index]}.mask" if listing.fields and kind == "upload" else "masks"
         shown = key if kind == "folder" else f"the mask of items[{index}]"
         mask = codecs.decode_mask(data, shown, state.settings.max_pixels)
@@ -103,7 +99,7 @@ def stored_targets(listing: Listing, sizes: list[tuple[int, int]]) -> dict[str, 
     clipped to it, in pascal_voc pixels; every keypoint checked to lie on it; labels as integers."""
     if listing.targets is None:
         return {"masks": listing.masks}
-    numbering = _numbering(listing)
+    numbering, names = _numbering(listing)
     rules = TargetRules(box_format=listing.box_format, clip=True)
     stored = []
     for index, targets in enumerate(listing.targets):
@@ -125,8 +121,8 @@ def stored_targets(listing: Listing, sizes: list[tuple[int, int]]) -> dict[str, 
                 else [numbering(label) for label in targets.keypoint_labels],
             }
         )
-    categories = listing.categories
-    return {"masks": listing.masks, "targets": stored, "categories": categories or _string_categories(listing)}
+    categories = listing.categories or {str(index): name for index, name in enumerate(names)} or None
+    return {"masks": listing.masks, "targets": stored, "categories": categories}
 
 
 def _all_labels(listing: Listing) -> list[Label]:
@@ -138,18 +134,13 @@ def _all_labels(listing: Listing) -> list[Label]:
     ]
 
 
-def _string_categories(listing: Listing) -> dict[str, str] | None:
-    names = sorted({label for label in _all_labels(listing) if isinstance(label, str)})
-    return {str(index): name for index, name in enumerate(names)} or None
-
-
-def _numbering(listing: Listing) -> Callable[[Label], int]:
-    """Labels as integers: integers stay; strings become indices into their sorted set. Both in one dataset
-    would be ambiguous (is 0 an id or the first name?), so that is refused."""
+def _numbering(listing: Listing) -> tuple[Callable[[Label], int], list[str]]:
+    """Labels as integers: integers stay; strings become indices into their sorted set (returned: the names of
+    those indices). Both in one dataset would be ambiguous (is 0 an id or the first name?), so that is refused."""
     labels = _all_labels(listing)
     names = sorted({label for label in labels if isinstance(label, str)})
     if names and any(isinstance(label, int) for label in labels):
         message = "box and keypoint labels are either all integers or all names; this dataset mixes them"
         raise ServiceError(ErrorCode.INVALID_TARGETS, message, field="items")
     index = {name: position for position, name in enumerate(names)}
-    return lambda label: index[label] if isinstance(label, str) else int(label)
+    return (lambda label: index[label] if isinstance(label, str) else int(label)), names

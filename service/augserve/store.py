@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -72,7 +73,7 @@ class Manifest:
             "owner": self.owner,
             "digest": self.digest(),
             "layout": self.layout,
-            "targets": self.target_kinds(),
+            "targets": self.target_kinds,
             "categories": self.categories,
         }
 
@@ -80,8 +81,10 @@ class Manifest:
     def has_targets(self) -> bool:
         return self.masks is not None or self.targets is not None
 
+    @functools.cached_property
     def target_kinds(self) -> list[str]:
-        """What moves with this dataset's images: some of ``masks``, ``boxes``, ``keypoints``."""
+        """What moves with this dataset's images: some of ``masks``, ``boxes``, ``keypoints``. A scan of every
+        item, done once per manifest (the store keeps manifests), not for every batch of every epoch."""
         kinds = ["masks"] if self.masks is not None else []
         for kind in ("boxes", "keypoints"):
             if self.targets is not None and any(item[kind] for item in self.targets):
@@ -222,11 +225,15 @@ class DatasetStore:
         return self.root / key
 
     def read(self, manifest: Manifest, index: int, mask: bool = False) -> bytes:
-        """An item's bytes (``mask``: its mask's). A folder dataset's file is checked again as it is opened: a
-        file swapped for a symlink (or a folder for one) after registration must not serve what lies outside
-        the root."""
+        """An item's bytes (``mask``: its mask's)."""
         key = manifest.masks[index] if mask and manifest.masks is not None else manifest.keys[index]
-        if manifest.kind == "upload":
+        return self.read_key(manifest.kind, key)
+
+    def read_key(self, kind: str, key: str) -> bytes:
+        """The bytes of a blob (``kind`` upload) or of a file under the root (folder). A folder dataset's file is
+        checked again as it is opened: a file swapped for a symlink (or a folder for one) after it was listed
+        must not serve what lies outside the root."""
+        if kind == "upload":
             return self.blob_path(key).read_bytes()
         path = self.root_path(key)
         fd = os.open(path, os.O_RDONLY)
